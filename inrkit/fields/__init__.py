@@ -1,0 +1,31 @@
+"""Coordinate fields: grids, encodings, SIREN, the Fourier-feature MLP and Levels-of-Experts."""
+
+from __future__ import annotations
+
+from inrkit.errors import InrkitError
+from inrkit.fields.base import Field
+from inrkit.fields.grid import make_grid
+
+ARCHS = ("siren", "pe", "loe")
+
+
+def build_field(config: dict) -> Field:
+    """Rebuild a field from the config dict stored in its artifact."""
+    cfg = dict(config)
+    arch = cfg.pop("arch", None)
+    if arch == "siren":
+        from inrkit.fields.siren import Siren
+
+        return Siren(**cfg)
+    if arch == "pe":
+        from inrkit.fields.mlp import FourierMLP
+
+        return FourierMLP(**cfg)
+    if arch == "loe":
+        from inrkit.fields.loe import LoEField
+
+        return LoEField.from_config(config)
+    raise InrkitError(f"unknown field architecture {arch!r}; expected one of {', '.join(ARCHS)}.")
+
+
+__all__ = ["Field", "build_field", "make_grid", "ARCHS"]

@@ -1,0 +1,94 @@
+"""Coordinate grids at pixel centres, for any size, range and dimension.
+
+Convention: coordinate axis k follows tensor axis k, so an image grid is (..., [y, x]) and a video
+grid is (..., [t, y, x]). The training range is [0, 1] on every axis (Levels-of-Experts supp. A:
+p in [0, 1]^2); pixel i of n sits at lo + (hi - lo) * (i + 0.5) / n.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inrkit.errors import InrkitError
+
+Range = tuple[float, float]
+
+
+def axis(n: int, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+    """Pixel-centre coordinates of n samples spanning [lo, hi]."""
+    return lo + (hi - lo) * (torch.arange(n, dtype=torch.float64) + 0.5) / n
+
+
+def make_grid(shape: tuple[int, ...], ranges: list[Range] | None = None) -> torch.Tensor:
+    """Grid of shape (*shape, len(shape)) in float32; ranges default to [0, 1] per axis."""
+    ranges = ranges or [(0.0, 1.0)] * len(shape)
+    if len(ranges) != len(shape):
+        raise InrkitError(f"a {len(shape)}-D grid needs {len(shape)} ranges, got {len(ranges)}.")
+    axes = [axis(n, lo, hi) for n, (lo, hi) in zip(shape, ranges, strict=True)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).float()
+
+
+def parse_size(text: str, ndim: int = 2) -> tuple[int, ...]:
+    """'256' -> (256, 256); '128x256' -> (128, 256) (H x W); for video 'TxHxW'."""
+    try:
+        parts = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise InrkitError(f"--size {text!r} is not a size; write it as N or HxW, e.g. 256 or 128x256.") from None
+    if len(parts) == 1:
+        parts = parts * ndim
+    if any(p <= 0 for p in parts):
+        raise InrkitError(f"--size {text!r} must be positive.")
+    return parts
+
+
+def parse_ranges(text: str, ndim: int = 2) -> list[Range]:
+    """'lo,hi' (same range on every spatial axis) or 'lo_x,hi_x,lo_y,hi_y'; returns ranges in axis order."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InrkitError(f"--grid {text!r} is not a range; write lo,hi or lo_x,hi_x,lo_y,hi_y.") from None
+    if len(vals) == 2:
+        pairs = [(vals[0], vals[1])] * ndim
+    elif len(vals) == 4 and ndim >= 2:
+        # x first on the command line (as people write it), y second; stored in axis order (y, x).
+        pairs = [(vals[2], vals[3]), (vals[0], vals[1])]
+        pairs = [(0.0, 1.0)] * (ndim - 2) + pairs
+    else:
+        raise InrkitError(f"--grid {text!r} needs 2 or 4 numbers: lo,hi or lo_x,hi_x,lo_y,hi_y.")
+    for lo, hi in pairs:
+        if not hi > lo:
+            raise InrkitError(f"--grid {text!r} is empty: each range needs lo < hi.")
+    return pairs
+
+
+def grid_points(shape: tuple[int, ...], ranges: list[Range] | None, start: int, stop: int) -> torch.Tensor:
+    """Coordinates of flat (raster-order) grid indices [start, stop), without building the whole grid."""
+    ranges = ranges or [(0.0, 1.0)] * len(shape)
+    flat = torch.arange(start, stop, dtype=torch.int64)
+    coords = []
+    for n in reversed(shape):  # the last axis varies fastest in raster order
+        coords.append(flat % n)
+        flat = flat // n
+    idx = torch.stack(coords[::-1], dim=-1).double()
+    lo = torch.tensor([r[0] for r in ranges], dtype=torch.float64)
+    hi = torch.tensor([r[1] for r in ranges], dtype=torch.float64)
+    return (lo + (hi - lo) * (idx + 0.5) / torch.tensor(shape, dtype=torch.float64)).float()
+
+
+@torch.no_grad()
+def evaluate(field, shape: tuple[int, ...], ranges: list[Range] | None = None, chunk: int = 2**16,
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """Evaluate a field on a pixel-centre grid in chunks, so memory stays bounded at any size.
+
+    Returns (*shape, C) on the CPU. Peak memory is the output plus one chunk of activations.
+    """
+    total = 1
+    for n in shape:
+        total *= n
+    out = None
+    for start in range(0, total, chunk):
+        values = field(grid_points(shape, ranges, start, min(start + chunk, total)).to(device)).float().cpu()
+        if out is None:
+            out = torch.empty(total, values.shape[-1])
+        out[start : start + values.shape[0]] = values
+    return out.view(*shape, -1)

@@ -1,0 +1,62 @@
+"""Device choice, seeding, torch.distributed initialisation and rank-0 printing."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from inrkit.errors import InrkitError
+
+console = Console(stderr=True, highlight=False)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` is cuda when available, else cpu; an unavailable `cuda` is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InrkitError(f"--device {name} was asked for but this machine has no CUDA GPU; use --device cpu.")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise InrkitError(f"unknown --device {name!r}; use auto, cpu or cuda.")
+    return torch.device(name)
+
+
+def seed_all(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a torch.Generator for explicit sampling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else int(os.environ.get("RANK", 0))
+
+
+def world_size() -> int:
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_rank0() -> bool:
+    return rank() == 0
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the torchrun process group when launched by torchrun (nccl on GPU, gloo on CPU); else no-op."""
+    if world_size() > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def print0(*args, **kwargs) -> None:
+    """Print on rank 0 only (to stderr, through rich, so stdout stays clean for results)."""
+    if is_rank0():
+        console.print(*args, **kwargs)
