@@ -102,3 +102,37 @@ def test_bad_input_one_sentence_no_traceback(args, message, fitted, tmp_path):
     assert message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists() and not out.with_suffix("").exists()
+
+
+def _write_video(tmp_path):
+    """A 4-frame 12x16 RGB clip: a bright square moving right, as frames and as an animated GIF."""
+    frames = []
+    for t in range(4):
+        a = np.zeros((12, 16, 3), np.uint8)
+        a[3:9, 2 + 3 * t : 6 + 3 * t] = (255, 128, 0)
+        frames.append(Image.fromarray(a))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, f in enumerate(frames):
+        f.save(folder / f"{t:03d}.png")
+    gif = tmp_path / "clip.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return folder, gif
+
+
+def test_video_fit_and_render(tmp_path):
+    from inrkit.signal import load_signal
+
+    folder, gif = _write_video(tmp_path)
+    assert load_signal(str(folder)).shape == (4, 12, 16, 3)
+    assert load_signal(str(gif)).shape == (4, 12, 16, 3)
+    out = tmp_path / "clip.safetensors"
+    run("fit", folder, "--arch", "siren", "--width", "16", "--depth", "3", "--steps", "20", "--out", out)
+    art = artifacts.read(out)
+    assert art.config["signal"]["shape"] == [4, 12, 16] and art.config["field"]["in_dim"] == 3
+    assert (out.with_suffix("") / "reconstruction.gif").is_file()
+    run("render", out, "--scale", "2", "--out", tmp_path / "x2")
+    assert sorted(p.name for p in (tmp_path / "x2").iterdir()) == [f"frame_{t:04d}.png" for t in range(4)]
+    assert Image.open(tmp_path / "x2" / "frame_0000.png").size == (32, 24)
+    run("render", out, "--out", tmp_path / "clip_render.gif")
+    assert Image.open(tmp_path / "clip_render.gif").n_frames == 4
