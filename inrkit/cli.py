@@ -74,6 +74,15 @@ def render(
         grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device)
 
 
+def _mount_subcommands() -> None:
+    from inrkit.cli_data import data_app
+
+    app.add_typer(data_app, name="data", help="Look at datasets and pack them into webdataset shards.")
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 1 (--debug shows the traceback)."""
     try:
