@@ -172,4 +172,8 @@ def load(path: str | Path, kind: str | None = None):
         field = load_state(build_field(art.config["field"]), art, path).eval()
         field.signal = art.config.get("signal", {})  # what it was fitted to: shape, channels, source
         return field
+    if art.kind == "functa-model":
+        from inrkit.stages.encode import load_model
+
+        return load_model(path)
     raise InrkitError(f"{path} is a {art.kind} artifact, which this version of inrkit cannot rebuild.")

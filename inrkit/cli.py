@@ -55,7 +55,7 @@ def fit(
 
 @app.command()
 def render(
-    artifact: Path = typer.Argument(..., help="An artifact written by fit."),
+    artifact: Path = typer.Argument(..., help="A field (from fit) or functaset (from meta or encode) artifact."),
     out: Path = typer.Option(Path("out/render.png"), help="Output .png (video: .gif or a folder of frames)."),
     size: str | None = typer.Option(None, help="Output size N or HxW (any resolution)."),
     scale: float | None = typer.Option(None, help="Grid density relative to training: 2 = superresolution."),
@@ -63,15 +63,125 @@ def render(
                                        "range is 0,1 (e.g. --grid=-0.3,1.3 zooms out)."),
     chunk: int = typer.Option(2**16, help="Points per evaluation chunk (bounds memory)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    index: str | None = typer.Option(None, help="Functaset items to draw, e.g. 0-15 or 3,7,10-12."),
+    model: Path | None = typer.Option(None, help="Functaset: its functa-model, when not embedded."),
+    perturb: int | None = typer.Option(None, help="Functaset: shift this latent dimension everywhere "
+                                          "(perturbation analysis, spatial functa App. C.5)."),
 ) -> None:
     """Render an INR on any grid. Example: inrkit render out/camera.safetensors --scale 2 --out x2.png"""
     from inrkit.fields.grid import parse_ranges, parse_size
     from inrkit.stages.render import render as run
+    from inrkit.stages.render_functa import parse_index
 
     if chunk < 1:
         raise InrkitError("--chunk must be at least 1.")
     run(artifact, out, size=parse_size(size) if size else None, scale=scale,
-        grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device)
+        grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device,
+        index=parse_index(index) if index else None, model=model, perturb=perturb)
+
+
+@app.command()
+def meta(
+    data: str | None = typer.Option(None, help="Training images: a folder, .zip, shards or builtin:NAME."),
+    out: Path = typer.Option(Path("out/functa.safetensors"), help="functa-model artifact; run folder beside it."),
+    recipe: str | None = typer.Option(None, help="JSON recipe (recipes/*.json), FILE#VARIANT for a variant; "
+                                      "options given here override it."),
+    arch: str | None = typer.Option(None, help="spatial-functa | functa (flat latent)."),
+    latent: str | None = typer.Option(None, help="Latent shape SxSxC, e.g. 8x8x16; C alone is a flat functa."),
+    interp: str | None = typer.Option(None, help="nearest (per-patch coordinates) | bilinear (binary coordinates)."),
+    kernel: int | None = typer.Option(None, help="Latent-to-modulation convolution: 1 (1x1) or 3 (3x3)."),
+    resolution: int | None = typer.Option(None, help="Image side (default 32); the latent side must divide it."),
+    channels: int | None = typer.Option(None, help="3 (RGB) or 1 (grey)."),
+    width: int | None = typer.Option(None, help="SIREN width (default 256)."),
+    depth: int | None = typer.Option(None, help="SIREN linear layers in all (default 6)."),
+    w0: float | None = typer.Option(None, help="SIREN omega_0 (default 10)."),
+    inner_steps: int | None = typer.Option(None, help="Inner SGD steps from zero latents (default 3)."),
+    first_order: bool | None = typer.Option(None, "--first-order/--second-order",
+                                            help="Gradients through the inner loop: second order by default."),
+    checkpointed: bool | None = typer.Option(None, "--checkpointed/--no-checkpointed",
+                                             help="Recompute inner-loop activations in the backward (less memory)."),
+    lr: float | None = typer.Option(None, help="Outer Adam learning rate (default 3e-5)."),
+    batch: int | None = typer.Option(None, help="Images per outer step over all processes (default 128)."),
+    steps: int | None = typer.Option(None, help="Outer steps in all (default 200000); rerun with more to extend."),
+    seconds: float | None = typer.Option(None, help="Stop this run after this many seconds of training."),
+    snapshot: int | None = typer.Option(None, help="Steps between snapshots (default 1000)."),
+    count: int | None = typer.Option(None, help="Use the first N training images."),
+    heldout: str | None = typer.Option(None, help="Held-out images for the final functaset (default: the "
+                                       "heldout split of a builtin: set)."),
+    heldout_count: int | None = typer.Option(None, help="Use the first N held-out images."),
+    functasets: bool | None = typer.Option(None, "--functasets/--no-functasets",
+                                           help="Encode the training and held-out sets at the end (default on)."),
+    encode_steps: int | None = typer.Option(None, help="Inner steps when encoding the functasets (default 3)."),
+    workers: int | None = typer.Option(None, help="Data-decoding processes (default 2)."),
+    seed: int | None = typer.Option(None, help="Initialisation and data order (default 0)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Meta-learn (spatial) functa and encode functasets. Example: inrkit meta --data builtin:photos
+    --latent 8x8x16 --interp nearest --width 64 --depth 4 --lr 1e-3 --batch 16 --steps 2000 --out out/sf.safetensors
+    (paper settings: --recipe recipes/spatial-functa-cifar10.json; 2 processes: torchrun --nproc_per_node 2
+    -m inrkit.cli meta ...)"""
+    from inrkit.stages.meta import meta_with_recipe
+
+    given = dict(data=data, out=out, arch=arch, latent=latent, interp=interp, kernel=kernel, resolution=resolution,
+                 channels=channels, width=width, depth=depth, w0=w0, inner_steps=inner_steps, first_order=first_order,
+                 checkpointed=checkpointed, lr=lr, batch=batch, steps=steps, seconds=seconds, snapshot=snapshot,
+                 count=count, heldout=heldout, heldout_count=heldout_count, functasets=functasets,
+                 encode_steps=encode_steps, workers=workers, seed=seed, device=device)
+    meta_with_recipe(recipe, **{k: v for k, v in given.items() if v is not None})
+
+
+@app.command()
+def encode(
+    model: Path = typer.Argument(..., help="A functa-model artifact written by meta."),
+    data: str = typer.Option(..., help="Images to encode: a folder, .zip, shards or builtin:NAME."),
+    out: Path = typer.Option(Path("out/functaset.safetensors"), help="Functaset artifact to write."),
+    steps: int = typer.Option(3, help="Inner SGD steps from zero latents; more is test-time optimisation."),
+    bits: int | None = typer.Option(None, help="Quantise each latent dimension uniformly to 6, 7 or 8 bits."),
+    split: str = typer.Option("train", help="train | heldout (builtin: sets)."),
+    count: int | None = typer.Option(None, help="Encode the first N images."),
+    labels: bool = typer.Option(False, "--labels", help="Store class labels (sub-folder names, digits, ...)."),
+    resolution: int | None = typer.Option(None, help="Image side; only the model's training resolution works."),
+    batch: int = typer.Option(64, help="Images per batch (results do not depend on it)."),
+    workers: int = typer.Option(2, help="Data-decoding processes."),
+    embed_model: bool = typer.Option(True, "--embed-model/--no-embed-model",
+                                     help="Store the model inside the functaset so it renders on its own."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Convert images to functa latents. Example: inrkit encode out/sf.safetensors --data builtin:photos
+    --split heldout --steps 3 --bits 6 --out out/heldout.safetensors"""
+    from inrkit.stages.encode import encode as run
+
+    run(model, data, out, steps=steps, bits=bits, split=split, count=count, labels=labels, resolution=resolution,
+        batch=batch, workers=workers, embed_model=embed_model, device=device)
+
+
+@app.command()
+def fid(
+    source: str = typer.Argument(..., help="A generator artifact, or images: a folder, .zip, shards or builtin:NAME."),
+    data: str = typer.Option(..., help="Reference images (a folder, .zip, shards or builtin:NAME); their "
+                             "statistics are computed once and cached."),
+    n: int | None = typer.Option(None, "--n", help="Images from SOURCE (default: all of a dataset, 50000 samples "
+                                 "of a generator)."),
+    data_count: int | None = typer.Option(None, help="Use the first N reference images (default: all)."),
+    resolution: int | None = typer.Option(None, help="Compare at RxR (default: the generator's training size or "
+                                          "the source images' size); a generator renders at it (UpsampledFID)."),
+    psi: float = typer.Option(1.0, help="Truncation psi (generator only)."),
+    seed: int = typer.Option(0, help="Generator samples: sample k has its own seed, so --batch does not matter."),
+    batch: int = typer.Option(32, help="Images per Inception batch."),
+    workers: int = typer.Option(2, help="Data-decoding processes."),
+    cache_dir: Path | None = typer.Option(None, help="Reference statistics cache (default: $INRKIT_FID_CACHE or "
+                                          "~/.cache/inrkit/fid)."),
+    stats: Path | None = typer.Option(None, help="Also append the result as a JSON line to this file."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """FID (clean-fid, mode clean) of a generator or of images against reference images; prints it on stdout.
+    Example: inrkit fid out/generator.safetensors --data builtin:photos --n 10000
+    (images against images: inrkit fid samples/ --data real/ --resolution 64)"""
+    from inrkit.stages.fid import fid as run
+
+    value = run(source, data, n=n, data_count=data_count, resolution=resolution, psi=psi, seed=seed, batch=batch,
+                workers=workers, device=device, cache_dir=cache_dir, stats=stats)
+    print(f"{value:.6f}")
 
 
 def _mount_subcommands() -> None:

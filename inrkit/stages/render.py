@@ -37,11 +37,21 @@ def render(
     grid: list[Range] | None = None,   # spatial coordinate ranges in axis order (y, x); training range is [0, 1]
     chunk: int = 2**16,                # points per evaluation chunk (bounds memory at any size)
     device: str = "auto",
+    index: list[int] | None = None,    # functaset: items to draw (default: the first 16)
+    model: Path | None = None,         # functaset: its functa-model, when not embedded
+    perturb: int | None = None,        # functaset: latent feature dimension for the perturbation picture
 ) -> Path:
     out = Path(out)
     art = artifacts.read(artifact)
+    if art.kind == "functaset":
+        from inrkit.stages.render_functa import render_functaset
+
+        return render_functaset(artifact, out, index=index, size=size, scale=scale, grid=grid, model=model,
+                                perturb=perturb, chunk=min(chunk, 2**14), device=device)
     if art.kind != "field":
-        raise InrkitError(f"{artifact} is a {art.kind} artifact; `render` handles field artifacts here.")
+        raise InrkitError(f"{artifact} is a {art.kind} artifact; `render` draws field and functaset artifacts.")
+    if index is not None or model is not None or perturb is not None:
+        raise InrkitError("--index, --model and --perturb apply to functasets, not to a field artifact.")
     field = artifacts.load(artifact, kind="field")
     signal = art.config["signal"]
     base = tuple(signal["shape"])

@@ -1,0 +1,199 @@
+"""`inrkit encode`: convert every image of a dataset to its functa latent by the inner loop (a functaset).
+
+A functaset artifact (kind `functaset`) holds latents (N, s, s, c), labels (N,) (-1 when unlabelled) and
+psnr (N,) of each reconstruction; with --bits also the quantisation codes (N, s, s, c) uint8 and the per-
+dimension range lo, hi (s, s, c), the latents then being the dequantised values (App. C.4.4). Unless told
+otherwise it embeds its model's tensors under `model.`, so it renders with no other file; its config names
+the model's config and sha256 either way.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from inrkit import artifacts, runtime
+from inrkit.errors import InrkitError
+from inrkit.models.functa import SpatialFuncta, build_functa
+from inrkit.models.metalearn import encode as encode_images
+from inrkit.models.metalearn import image_targets, per_image_mse, psnr_of_mse
+from inrkit.progress import progress_bar
+from inrkit.runtime import pick_device, print0
+
+BITS = (6, 7, 8)  # App. C.4.4 / Fig. 11: 32-bit floats and 8, 7, 6 bits per latent dimension
+MODEL_PREFIX = "model."  # embedded model tensors in a functaset
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> SpatialFuncta:
+    """Rebuild a functa-model artifact (weights and Meta-SGD rates), in eval mode."""
+    art = artifacts.read(path, kind="functa-model")
+    if "model" not in art.config:
+        raise InrkitError(f"{path} has no model config in its metadata; the file is damaged or foreign.")
+    model = build_functa(art.config["model"])
+    return artifacts.load_state(model, art, path).to(device).eval()
+
+
+def check_resolution(model: SpatialFuncta, resolution: int | None, model_path: str | Path) -> int:
+    """The model encodes images at its training resolution only: its SIREN and Meta-SGD rates were
+    meta-learned for that pixel grid (local patch coordinates, binary code length)."""
+    d = model.resolution
+    if resolution is not None and resolution != d:
+        raise InrkitError(f"{model_path} was meta-learned on {d}x{d} images and can encode only that resolution, "
+                          f"not {resolution}x{resolution}; render at other sizes with `inrkit render --size`.")
+    return d
+
+
+def _loader(dataset, indices: list[int], batch: int, workers: int):
+    subset = torch.utils.data.Subset(dataset, indices)
+    return torch.utils.data.DataLoader(subset, batch_size=batch, shuffle=False, num_workers=workers)
+
+
+def _gather(tensor: torch.Tensor, total: int) -> torch.Tensor:
+    """Concatenate each rank's contiguous share (padded to equal length for all_gather) in rank order."""
+    if runtime.world_size() == 1:
+        return tensor
+    share = -(-total // runtime.world_size())
+    padded = torch.zeros(share, *tensor.shape[1:], dtype=tensor.dtype, device=tensor.device)
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in range(runtime.world_size())]
+    torch.distributed.all_gather(parts, padded)
+    return torch.cat(parts)[:total]
+
+
+def rank_share(total: int) -> list[int]:
+    """This rank's contiguous block of item indices (the last rank may hold fewer)."""
+    share = -(-total // runtime.world_size())
+    return list(range(min(runtime.rank() * share, total), min((runtime.rank() + 1) * share, total)))
+
+
+def encode_dataset(model: SpatialFuncta, dataset, steps: int = 3, batch: int = 64, workers: int = 0,
+                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every image -> (latents (N, s, s, c), labels (N,), psnr (N,)) on the model's device, split across ranks."""
+    device = model.meta_lr.device
+    latents, labels, psnrs = [], [], []
+    indices = rank_share(len(dataset))
+    with progress_bar(f"encode {len(dataset)} images", len(indices), enabled=progress) as update:
+        for images, label in _loader(dataset, indices, batch, workers):
+            z, p = encode_images(model, images.to(device), steps)
+            latents.append(z)
+            labels.append(label.to(device))
+            psnrs.append(p)
+            update(len(images), psnr=p.mean().item())
+    cat = [torch.cat(x) if x else None for x in (latents, labels, psnrs)]
+    if cat[0] is None:  # a rank with no items still joins the all_gather
+        cat = [model.zero_latents(0), torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, device=device)]
+    return tuple(_gather(t, len(dataset)).cpu() for t in cat)
+
+
+def quantize(latents: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Uniform quantisation of each latent dimension over the set (App. C.4.4: 2^bits uniform bins between the
+    dimension's min and max). latents (N, s, s, c) -> (codes uint8, lo, hi (s, s, c), dequantised bin centres)."""
+    if bits not in BITS:
+        raise InrkitError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}.")
+    levels = 2**bits
+    lo, hi = latents.amin(dim=0), latents.amax(dim=0)
+    width = (hi - lo).clamp_min(1e-12) / levels
+    codes = torch.floor((latents - lo) / width).clamp(0, levels - 1)
+    return codes.to(torch.uint8), lo, hi, lo + (codes + 0.5) * width
+
+
+@torch.no_grad()
+def reconstruction_psnr(model: SpatialFuncta, latents: torch.Tensor, dataset, batch: int = 64,
+                        workers: int = 0) -> torch.Tensor:
+    """PSNR (N,) of the clamped reconstructions of the given latents against the dataset's images."""
+    device = model.meta_lr.device
+    out, start = [], 0
+    for images, _ in _loader(dataset, list(range(len(dataset))), batch, workers):
+        targets, coords = image_targets(images.to(device))
+        z = latents[start : start + len(images)].to(device)
+        out.append(psnr_of_mse(per_image_mse(model(z, coords).clamp(0, 1), targets)).cpu())
+        start += len(images)
+    return torch.cat(out)
+
+
+def functaset_artifact(model: SpatialFuncta, model_path: str | Path, latents, labels, psnr, *, data: dict,
+                       steps: int, embed_model: bool = True, quantized: dict | None = None,
+                       metrics: dict | None = None, options: dict | None = None) -> artifacts.Artifact:
+    """Assemble a functaset: latents, labels, psnr (+ quantisation tensors) and, embedded, the model."""
+    tensors = dict(latents=latents.float(), labels=labels.long(), psnr=psnr.float())
+    if quantized:
+        tensors.update(quantized)
+    if embed_model:
+        tensors.update({MODEL_PREFIX + k: v for k, v in model.state_dict().items()})
+    model_sha = artifacts.sha256(model_path) if Path(model_path).is_file() else ""
+    config = dict(model=model.config, model_path=str(model_path), model_sha256=model_sha,
+                  embedded_model=embed_model, data=data, steps=steps)
+    return artifacts.Artifact(kind="functaset", tensors=tensors, config=config, options=options or {},
+                              parents={str(model_path): model_sha} if model_sha else {}, metrics=metrics or {})
+
+
+def summary_metrics(psnr: torch.Tensor, seconds: float) -> dict:
+    return dict(psnr=psnr.mean().item(), psnr_median=psnr.median().item(), psnr_min=psnr.min().item(),
+                count=len(psnr), seconds=seconds, images_per_second=len(psnr) / max(seconds, 1e-9))
+
+
+def write_functaset(path: Path, model: SpatialFuncta, model_path: str | Path, dataset, *, steps: int = 3,
+                    bits: int | None = None, batch: int = 64, workers: int = 0, embed_model: bool = True,
+                    progress: bool = True, options: dict | None = None) -> dict:
+    """Encode a dataset and write its functaset (rank 0); returns the summary metrics on every rank."""
+    start = time.perf_counter()
+    latents, labels, psnr = encode_dataset(model, dataset, steps, batch, workers, progress)
+    metrics = summary_metrics(psnr, time.perf_counter() - start)
+    quantized = None
+    if bits is not None:
+        codes, lo, hi, latents = quantize(latents, bits)
+        psnr_float, psnr = psnr, reconstruction_psnr(model, latents, dataset, batch, workers)
+        quantized = dict(codes=codes, lo=lo, hi=hi)
+        metrics.update(psnr=psnr.mean().item(), psnr_median=psnr.median().item(), psnr_min=psnr.min().item(),
+                       bits=bits, psnr_unquantized=psnr_float.mean().item(),
+                       psnr_change=psnr.mean().item() - psnr_float.mean().item())
+    data = dict(spec=dataset.spec, split=dataset.split, count=len(dataset), resolution=dataset.resolution,
+                channels=dataset.channels, fingerprint=dataset.fingerprint, classes=list(dataset.classes))
+    if runtime.is_rank0():
+        artifacts.save(path, functaset_artifact(model, model_path, latents, labels, psnr, data=data, steps=steps,
+                                                embed_model=embed_model, quantized=quantized, metrics=metrics,
+                                                options=options))
+    return metrics
+
+
+def encode(
+    model: Path,                       # a functa-model artifact written by `inrkit meta`
+    data: str,                         # images to encode (see inrkit.data.DATA_HELP)
+    out: Path,                         # the functaset artifact (.safetensors)
+    steps: int = 3,                    # inner SGD steps from zero latents (Sec. 4: 3; more = test-time optimisation)
+    bits: int | None = None,           # quantise each latent dimension to 2^bits uniform bins (App. C.4.4): 6, 7, 8
+    split: str = "train",              # built-in sets: train or heldout
+    count: int | None = None,          # encode the first `count` images (default: all)
+    labels: bool = False,              # store class labels (folder names, digits, photo names); else -1
+    resolution: int | None = None,     # image side; default and only accepted value: the model's
+    batch: int = 64,                   # images per inner-loop batch (results do not depend on it)
+    workers: int = 2,                  # decoding processes
+    embed_model: bool = True,          # store the model's tensors inside the functaset (renders with no other file)
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Encode `data` with `model` and write the functaset; return its summary metrics."""
+    from inrkit.data import open_dataset
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise InrkitError(f"--out {out} should end in .safetensors.")
+    if steps < 0 or batch < 1:
+        raise InrkitError(f"--steps must be at least 0 and --batch at least 1, got {steps} and {batch}.")
+    if bits is not None and bits not in BITS:
+        raise InrkitError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}.")
+    dev = pick_device(device)
+    runtime.init_distributed(dev)
+    net = load_model(model, dev)
+    res = check_resolution(net, resolution, model)
+    dataset = open_dataset(data, res, net.config["channels"], labels=labels, split=split, count=count)
+    options = dict(model=str(model), data=data, steps=steps, bits=bits, split=split, count=count, labels=labels,
+                   resolution=res, batch=batch, embed_model=embed_model)
+    metrics = write_functaset(out, net, model, dataset, steps=steps, bits=bits, batch=batch, workers=workers,
+                              embed_model=embed_model, progress=progress, options=options)
+    change = f"  ({metrics['psnr_change']:+.2f} dB from {bits}-bit quantisation)" if bits else ""
+    print0(f"encoded {metrics['count']} images in {steps} steps: PSNR {metrics['psnr']:.2f} dB{change}  "
+           f"{metrics['images_per_second']:.1f} images/s -> {out}")
+    return metrics
