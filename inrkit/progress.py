@@ -13,8 +13,9 @@ from inrkit.runtime import console, is_rank0
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True):
-    """Yields update(advance=1, **metrics); metrics show live beside the bar (rank 0 only)."""
+def progress_bar(description: str, total: int, enabled: bool = True, unit: str = "it"):
+    """Yields update(advance=1, **metrics); metrics show live beside the bar (rank 0 only).
+    The rate is shown in `unit`/s (steps, images, ...)."""
     if not (enabled and is_rank0()):
         yield lambda advance=1, **metrics: None
         return
@@ -29,7 +30,7 @@ def progress_bar(description: str, total: int, enabled: bool = True):
             text = "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
             done = bar.tasks[0].completed + advance
             rate = done / max(time.perf_counter() - start, 1e-9)
-            bar.update(task, advance=advance, metrics=text, rate=f"{rate:6.1f} it/s")
+            bar.update(task, advance=advance, metrics=text, rate=f"{rate:6.1f} {unit}/s")
 
         yield update
 

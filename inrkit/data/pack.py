@@ -156,7 +156,7 @@ def pack_dataset(src: str, out: Path, resolution: int, channels: int = 3, *, lab
     writer, skipped = ShardWriter(out, dataset.split, shard_size), Counter(dataset.skipped)
     items = torch.utils.data.DataLoader(_Encoded(dataset, image_format, quality), batch_size=None,
                                         num_workers=workers, collate_fn=_keep)
-    with progress_bar("packing", len(dataset), enabled=progress) as update:
+    with progress_bar("packing", len(dataset), enabled=progress, unit="img") as update:
         for label, data, reason in items:
             if reason:
                 skipped[reason] += 1

@@ -74,7 +74,7 @@ def encode_dataset(model: SpatialFuncta, dataset, steps: int = 3, batch: int = 6
     device = model.meta_lr.device
     latents, labels, psnrs = [], [], []
     indices = rank_share(len(dataset))
-    with progress_bar(f"encode {len(dataset)} images", len(indices), enabled=progress) as update:
+    with progress_bar(f"encode {len(dataset)} images", len(indices), enabled=progress, unit="img") as update:
         for images, label in _loader(dataset, indices, batch, workers):
             z, p = encode_images(model, images.to(device), steps)
             latents.append(z)

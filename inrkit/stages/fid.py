@@ -1,0 +1,279 @@
+"""`inrkit fid`: FID of a generator, or of a set of images, against reference images (clean-fid, mode "clean").
+
+SOURCE is either
+  - a generator artifact (kind "generator"): `config["generator"]` holds the InrGanGenerator config (the keyword
+    arguments of inrkit.models.inrgan.generator_config) and its tensors are that model's state dict, the weights
+    to evaluate (EMA weights, if training keeps them) with the `w_avg` buffer used by truncation; or an
+    InrGanGenerator object (from a training loop). Sample k draws z from numpy's default_rng([seed, k]) (as the
+    data layer seeds its crops), so the samples do not depend on the batch size; outputs are quantised to uint8
+    as a PNG of the sample would be, so FID of a generator equals FID of a folder of its saved samples;
+  - or any image set the data layer opens (folder, .zip, shards, builtin:NAME).
+
+Both sides are compared at one resolution R: --resolution, else the generator's training resolution, else the
+size of the source images. A generator renders directly at R (above its training size this is the paper's
+UpsampledFID, Sec. 4.2); images are converted to R by the data layer (centre crop, LANCZOS down, BICUBIC up).
+
+Reference statistics of --data are computed once and cached in `cache_dir` (default $INRKIT_FID_CACHE, else
+~/.cache/inrkit/fid) as a small .npz, written atomically, named and keyed by the dataset's fingerprint (which
+covers its content, resolution, count and the data pipeline's version), the extractor's sha1 and the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inrkit import artifacts
+from inrkit.data import open_dataset
+from inrkit.data.image import BadImage
+from inrkit.errors import InrkitError
+from inrkit.metrics.fid import (
+    EXTRACTOR_SHA1,
+    STATS_FORMAT,
+    Stats,
+    clean_resize,
+    extract_features,
+    feature_stats,
+    fid_from_stats,
+    load_inception,
+    stats_from_file,
+    stats_to_bytes,
+)
+from inrkit.models.inrgan import InrGanGenerator
+from inrkit.progress import StatsWriter
+from inrkit.runtime import pick_device, print0
+
+DEFAULT_SAMPLES = 50_000  # FID50k: the usual protocol for generators (StyleGAN2, INR-GAN Tables 1-2)
+CACHE_ENV = "INRKIT_FID_CACHE"
+RENDER_BUDGET = 2**26  # floats of one layer's activations (256 MB) above which a generator renders in chunks
+
+
+def default_cache_dir() -> Path:
+    """$INRKIT_FID_CACHE, else $XDG_CACHE_HOME/inrkit/fid, else ~/.cache/inrkit/fid."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inrkit" / "fid"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generators
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu") -> InrGanGenerator:
+    """Rebuild a generator artifact (see the module docstring) in eval mode."""
+    art = artifacts.read(path, kind="generator")
+    if not isinstance(art.config.get("generator"), dict):
+        raise InrkitError(f"{path} has no generator config in its metadata; the file is damaged or foreign.")
+    return artifacts.load_state(InrGanGenerator(art.config["generator"]), art, path).to(device).eval()
+
+
+def sample_latents(z_dim: int, start: int, count: int, seed: int) -> torch.Tensor:
+    """z_k ~ N(0, I) for k in [start, start + count), each from its own stream: (count, z_dim) float32.
+    (Not torch.Generator().manual_seed(f(seed, k)): its CPU generator keeps only 32 bits of the seed.)"""
+    return torch.from_numpy(np.stack([np.random.default_rng([seed, k]).standard_normal(z_dim, dtype=np.float32)
+                                      for k in range(start, start + count)]))
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8, the inverse of the data layer's u / 127.5 - 1 (clipped, rounded)."""
+    return ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def generate(G: InrGanGenerator, start: int, count: int, seed: int, psi: float = 1.0,
+             resolution: int | None = None) -> torch.Tensor:
+    """Samples start..start+count-1 as uint8 (count, C, R, R) on the CPU; R defaults to the training size."""
+    device = G.w_avg.device
+    z = sample_latents(G.config["z_dim"], start, count, seed).to(device)
+    r = resolution or G.config["resolution"]
+    width = max(w for _, _, w in G.config["blocks"])
+    chunk = None if count * r * r * width <= RENDER_BUDGET else max(1024, RENDER_BUDGET // (count * width))
+    images = G.render(G.inr_params(G.mapping(z, psi=psi, update_w_avg=False)), resolution=r, chunk=chunk)
+    return quantize(images).cpu()
+
+
+def generator_features(G: InrGanGenerator, n: int, model, *, seed: int, psi: float, resolution: int,
+                       batch: int) -> np.ndarray:
+    def batches():
+        for start in range(0, n, batch):
+            pixels = generate(G, start, min(batch, n - start), seed, psi, resolution)
+            yield torch.stack([clean_resize(p) for p in pixels])
+
+    return extract_features(batches(), n, model, description="FID generator")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Datasets and the reference cache
+
+
+class _Resized(torch.utils.data.Dataset):
+    """Item i of an image dataset, clean-resized for Inception (in loader workers, when there are some)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return clean_resize(self.ds.pixels(i)[0])
+
+
+def dataset_features(ds, model, *, batch: int, workers: int, description: str) -> np.ndarray:
+    """Inception features of every image of an inrkit dataset: (len(ds), 2048)."""
+    loader = torch.utils.data.DataLoader(_Resized(ds), batch_size=batch, shuffle=False, num_workers=workers)
+    return extract_features(loader, len(ds), model, description=description)
+
+
+def _stem(spec: str) -> str:
+    """A readable file-name part for a dataset spec: builtin:photos?count=9 -> photos, /data/ffhq/ -> ffhq."""
+    name = spec.split(":", 1)[1].split("?")[0] if spec.startswith("builtin:") else Path(spec.rstrip("/")).name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:40] or "data"
+
+
+def reference_stats(ds, model, *, cache_dir: Path, batch: int, workers: int) -> tuple[Stats, Path]:
+    """Statistics of a reference dataset, from the cache or computed once and cached (atomically)."""
+    key = hashlib.blake2b(json.dumps([STATS_FORMAT, EXTRACTOR_SHA1, ds.fingerprint]).encode(),
+                          digest_size=8).hexdigest()
+    path = Path(cache_dir) / f"{_stem(ds.spec)}-{ds.resolution}px-{len(ds)}-{key}.npz"
+    if path.is_file():
+        try:
+            stats, info = stats_from_file(path)
+            if info.get("key") == key and stats.n == len(ds):
+                print0(f"reference statistics of {ds.spec} from {path}")
+                return stats, path
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass
+        print0(f"warning: {path} is not a usable statistics file; computing it again.")
+    feats = dataset_features(ds, model, batch=batch, workers=workers, description="FID reference")
+    stats = feature_stats(feats)
+    info = dict(key=key, spec=ds.spec, fingerprint=ds.fingerprint, resolution=ds.resolution, count=len(ds),
+                extractor_sha1=EXTRACTOR_SHA1, format=STATS_FORMAT, mode="clean")
+    try:
+        artifacts.atomic_write_bytes(path, stats_to_bytes(stats, info))
+    except OSError as err:
+        raise InrkitError(f"cannot write FID statistics to {path} ({err.strerror}); "
+                          "pass a writable --cache-dir.") from None
+    print0(f"cached reference statistics of {ds.spec} in {path}")
+    return stats, path
+
+
+def _native_side(spec: str, role: str) -> int:
+    """Shorter side of the first image of a dataset, as stored (before any conversion)."""
+    ds = open_dataset(spec, 1, count=1)
+    try:
+        return min(ds.original(0).size)
+    except BadImage:
+        raise InrkitError(f"the first image of {role} {spec} cannot be decoded; pass --resolution.") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stage
+
+
+def _check_options(n, data_count, psi, seed, batch, workers, resolution) -> None:
+    for name, value, least in (("--n", n, 2), ("--data-count", data_count, 2), ("--resolution", resolution, 1)):
+        if value is not None and value < least:
+            raise InrkitError(f"{name} must be at least {least}, got {value}"
+                              + (" (a covariance needs two images)." if least == 2 else "."))
+    if seed < 0:
+        raise InrkitError(f"--seed must be zero or positive, got {seed}.")
+    if not 0.0 <= psi <= 1.0:
+        raise InrkitError(f"--psi must be in [0, 1], got {psi}.")
+    if batch < 1 or workers < 0:
+        raise InrkitError(f"--batch must be at least 1 and --workers at least 0, got {batch} and {workers}.")
+
+
+def _is_artifact(source) -> bool:
+    return isinstance(source, (str, Path)) and str(source).endswith(".safetensors")
+
+
+def _prepare_generator(source, dev: torch.device, psi: float, seed: int,
+                       resolution: int | None) -> tuple[InrGanGenerator, int]:
+    """The generator to sample (loaded onto `dev` unless given as an object) and the resolution to render."""
+    given = isinstance(source, torch.nn.Module)
+    G = source if given else load_generator(source, dev)
+    if G.config["out_channels"] not in (1, 3):
+        raise InrkitError(f"FID needs RGB or grey images; this generator makes {G.config['out_channels']} channels.")
+    if psi != 1.0 and not given and not G.w_avg.any():
+        print0("the generator has no tracked w_avg; estimating it from 10,000 samples for truncation.")
+        G.estimate_w_avg(seed=seed)
+    trained = G.config["resolution"]
+    if resolution is not None and resolution != trained:
+        print0(f"rendering at {resolution}x{resolution}, the generator being trained at {trained}x{trained}"
+               + (": UpsampledFID (Sec. 4.2)." if resolution > trained else "."))
+    return G, resolution or trained
+
+
+def _images_resolution(source: str, data: str, resolution: int | None) -> int:
+    """--resolution, else the source images' size, which must then be the reference images' size too: each set
+    would otherwise be resized differently (by the data layer here, straight to 299 by clean-fid)."""
+    if resolution is not None:
+        return resolution
+    side, ref_side = _native_side(source, "source"), _native_side(data, "reference")
+    if side != ref_side:
+        raise InrkitError(f"source images are {side}x{side} but the reference images of {data} are "
+                          f"{ref_side}x{ref_side}; pass --resolution to compare both at one size.")
+    return side
+
+
+def fid(
+    source,  # generator artifact path, InrGanGenerator, or images (folder, .zip, shards, builtin:NAME)
+    data: str,  # reference images (statistics cached)
+    *,
+    n: int | None = None,  # images from the source (default: all of a dataset; 50,000 generator samples)
+    data_count: int | None = None,  # use the first N reference images (default: all)
+    resolution: int | None = None,  # compare at R x R (default: generator training size or source image size)
+    psi: float = 1.0,  # truncation, generator only (App. B.3)
+    seed: int = 0,  # generator samples: sample k draws z from default_rng([seed, k])
+    batch: int = 32,  # images per Inception batch (and per generator batch)
+    workers: int = 2,  # data-decoding processes
+    device: str = "auto",  # auto | cpu | cuda
+    cache_dir: str | Path | None = None,  # reference statistics cache (default: default_cache_dir())
+    stats: str | Path | None = None,  # append the result as one JSON line to this file (e.g. a run's stats.jsonl)
+    stats_extra: dict | None = None,  # more fields for that line (e.g. {"kimg": 120} from a training loop)
+) -> float:
+    """FID between SOURCE and the reference images --data; prints a summary and returns the value."""
+    start = time.perf_counter()
+    _check_options(n, data_count, psi, seed, batch, workers, resolution)
+    data = str(data)
+    if data.endswith(".safetensors"):
+        raise InrkitError(f"--data must be images (a folder, .zip, shards or builtin:NAME), not the artifact {data}.")
+    dev = pick_device(device)
+    generator = isinstance(source, torch.nn.Module) or _is_artifact(source)
+    if generator:
+        G, R = _prepare_generator(source, dev, psi, seed, resolution)
+        label, count = "generator" if isinstance(source, torch.nn.Module) else str(source), n or DEFAULT_SAMPLES
+    elif psi != 1.0:
+        raise InrkitError("--psi applies only to a generator source, not to images.")
+    else:
+        label = str(source)
+        R = _images_resolution(label, data, resolution)
+        src_ds = open_dataset(label, R, count=n)
+        count = len(src_ds)
+    ref_ds = open_dataset(data, R, count=data_count)
+    if min(len(ref_ds), count) < 2:
+        raise InrkitError(f"FID needs at least 2 images on each side; {label if count < 2 else data} holds only 1.")
+    model = load_inception(str(dev))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    ref, _ = reference_stats(ref_ds, model, cache_dir=cache, batch=batch, workers=workers)
+    if generator:
+        feats = generator_features(G, count, model, seed=seed, psi=psi, resolution=R, batch=batch)
+    else:
+        feats = dataset_features(src_ds, model, batch=batch, workers=workers, description="FID source")
+    value = fid_from_stats(feature_stats(feats), ref)
+    seconds = time.perf_counter() - start
+    print0(f"FID {value:.4f}: {label} ({count} images) vs {data} ({len(ref_ds)} images) at {R}x{R}, {seconds:.0f} s")
+    if stats is not None:
+        record = dict(fid=value, source=label, data=data, n=count, data_count=len(ref_ds), resolution=R, psi=psi,
+                      seed=seed, seconds=round(seconds, 2))
+        StatsWriter(Path(stats), append=True).write(**record, **(stats_extra or {}))
+    return value
