@@ -31,7 +31,7 @@ demo: venv $(OUT)/camera.safetensors
 	@echo "demo pictures are in $(OUT)/"
 
 $(OUT)/camera.safetensors: | venv
-	$(VENV)/bin/inrkit fit builtin:camera --arch loe --size 256 --steps 1000 --out $@
+	$(VENV)/bin/inrkit fit builtin:camera --arch loe --size 256 --steps 400 --out $@
 
 clean:
 	rm -rf out
