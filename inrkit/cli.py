@@ -184,6 +184,58 @@ def fid(
     print(f"{value:.6f}")
 
 
+@app.command("train-gan")
+def train_gan(
+    data: str = typer.Option(..., help="Training images: a folder, .zip, shards or builtin:NAME."),
+    out: Path = typer.Option(Path("out/generator.safetensors"), help="Generator artifact (EMA weights); run "
+                             "folder beside it."),
+    arch: str = typer.Option("inrgan", help="inrgan (hypernetwork) | inr-latent (Table 1 baseline)."),
+    resolution: int = typer.Option(32, help="Training resolution (square)."),
+    channels: int = typer.Option(3, help="3 (RGB) or 1 (grey)."),
+    blocks: str | None = typer.Option(None, help="INR blocks RESxLAYERSxWIDTH,..., e.g. 16x2x128,32x2x128 "
+                                      "(default: the paper's recipe scaled to --resolution)."),
+    fmm_rank: int = typer.Option(10, help="FMM rank r (Sec. 3.2)."),
+    modulation: str = typer.Option("fmm", help="fmm | fmm-linear | full"),
+    fourier: bool = typer.Option(True, "--fourier/--no-fourier", help="Fourier features at block starts."),
+    multiscale: bool = typer.Option(True, "--multiscale/--no-multiscale", help="Multi-scale blocks (Sec. 3.3)."),
+    upsample: str = typer.Option("nearest", help="nearest | bilinear"),
+    z_dim: int = typer.Option(512, help="Latent size."),
+    hyper_hidden: int = typer.Option(1024, help="Hypernetwork width."),
+    d_channel_base: int = typer.Option(16384, help="Discriminator channel base (16384: config-e)."),
+    d_channel_max: int = typer.Option(512, help="Discriminator channels at most."),
+    kimg: float = typer.Option(25000, help="Thousands of real images in all; rerun with more to extend."),
+    batch: int = typer.Option(32, help="Images per step over all processes."),
+    lr_g: float = typer.Option(1e-5, help="Adam rate of G's hypernetwork (App. A)."),
+    lr_shared: float = typer.Option(5e-4, help="Adam rate of the INR's shared parameters (App. A)."),
+    lr_d: float = typer.Option(3e-3, help="Adam rate of D (App. A)."),
+    r1_gamma: float = typer.Option(10.0, help="R1 penalty weight."),
+    r1_every: int = typer.Option(1, help="R1 every N steps, lazily scaled (App. A: 1)."),
+    ema_kimg: float = typer.Option(10.0, help="EMA half-life of G in thousands of images."),
+    ema_rampup: float | None = typer.Option(None, help="EMA ramp-up: half-life at most this fraction of the "
+                                            "images so far (e.g. 0.05)."),
+    tick_kimg: float = typer.Option(4.0, help="Thousands of images per tick (status line, stats record)."),
+    snapshot_ticks: int = typer.Option(50, help="Ticks between snapshots (artifact, state, sample grid)."),
+    fid_ticks: int = typer.Option(0, help="Ticks between FID evaluations (0: never)."),
+    fid_n: int = typer.Option(10000, help="Generated images per FID."),
+    seed: int = typer.Option(0, help="Initialisation, latents and data order."),
+    workers: int = typer.Option(2, help="Data-decoding processes."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config, parameters and GMACs; "
+                                 "train and write nothing."),
+) -> None:
+    """Train an INR-GAN generator (StyleGAN2 settings, App. A). Example: inrkit train-gan --data builtin:photos
+    --resolution 32 --blocks 16x2x128,32x2x128 --kimg 500 --out out/gan.safetensors
+    (rerun the same command to resume; 2 processes: torchrun --nproc_per_node 2 -m inrkit.cli train-gan ...)"""
+    from inrkit.stages.train_gan import train_gan as run
+
+    run(data, out, arch=arch, resolution=resolution, channels=channels, blocks=blocks, fmm_rank=fmm_rank,
+        modulation=modulation, fourier=fourier, multiscale=multiscale, upsample=upsample, z_dim=z_dim,
+        hyper_hidden=hyper_hidden, d_channel_base=d_channel_base, d_channel_max=d_channel_max, kimg=kimg,
+        batch=batch, lr_g=lr_g, lr_shared=lr_shared, lr_d=lr_d, r1_gamma=r1_gamma, r1_every=r1_every,
+        ema_kimg=ema_kimg, ema_rampup=ema_rampup, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks,
+        fid_ticks=fid_ticks, fid_n=fid_n, seed=seed, workers=workers, device=device, dry_run=dry_run)
+
+
 def _mount_subcommands() -> None:
     from inrkit.cli_data import data_app
 
