@@ -60,3 +60,28 @@ def print0(*args, **kwargs) -> None:
     """Print on rank 0 only (to stderr, through rich, so stdout stays clean for results)."""
     if is_rank0():
         console.print(*args, **kwargs)
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """Average gradients over ranks with one all_reduce of a flat buffer (no-op on one process).
+
+    Used instead of DDP by stages whose backward passes DDP's hooks handle badly (second-order inner
+    loops, R1's double backward, switching D's gradients on and off)."""
+    if world_size() == 1:
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size()
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad.copy_(g.view_as(p))
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    """Start every rank from rank 0's parameters."""
+    if world_size() > 1:
+        for p in model.parameters():
+            torch.distributed.broadcast(p.data, 0)

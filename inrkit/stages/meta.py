@@ -85,7 +85,7 @@ def meta(
     run_dir = out.with_suffix("")
     training = {k: options[k] for k in TRAINING_KEYS}
     step, consumed = _resume(run_dir / "state.safetensors", model, optimizer, training)
-    _broadcast(model)
+    runtime.broadcast_parameters(model)
     stats = StatsWriter(run_dir / "stats.jsonl", append=step > 0)
     loader = make_loader(dataset, batch // runtime.world_size(), seed=seed, start=consumed // runtime.world_size(),
                          workers=workers)
@@ -139,33 +139,11 @@ def _outer_step(model: SpatialFuncta, optimizer, images: torch.Tensor, inner_ste
     loss, info = outer_loss(model, images, inner_steps, first_order, checkpointed)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    _average_gradients(model)
+    runtime.average_gradients(model)
     optimizer.step()
     model.clip_learning_rates()
     return dict(loss=loss.item(), psnr=info["psnr"].mean().item(), psnr_start=info["psnr_start"].mean().item(),
                 meta_lr=model.meta_lr.mean().item())
-
-
-def _average_gradients(model: torch.nn.Module) -> None:
-    """Average the gradients over ranks with one all_reduce of a flat buffer (no-op on one process)."""
-    if runtime.world_size() == 1:
-        return
-    params = list(model.parameters())
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.flatten() for p in params])
-    torch.distributed.all_reduce(flat)
-    flat /= runtime.world_size()
-    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
-        p.grad.copy_(g.view_as(p))
-
-
-def _broadcast(model: torch.nn.Module) -> None:
-    """Start every rank from rank 0's parameters."""
-    if runtime.world_size() > 1:
-        for p in model.parameters():
-            torch.distributed.broadcast(p.data, 0)
 
 
 def parameter_fingerprint(model: torch.nn.Module) -> torch.Tensor:

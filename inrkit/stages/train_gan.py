@@ -44,7 +44,7 @@ from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_su
 from inrkit.pictures import save_png
 from inrkit.progress import StatsWriter, progress_bar
 from inrkit.runtime import pick_device, print0, seed_all
-from inrkit.stages.meta import _broadcast, _check_in_sync, parameters_sha256
+from inrkit.stages.meta import _check_in_sync, parameters_sha256
 
 # Options that change what is learned: a resumed run must match them. The others (kimg, tick_kimg,
 # snapshot_ticks, fid_ticks, fid_n, workers, device, progress) may change between runs.
@@ -142,7 +142,7 @@ def train_gan(
     training = {k: options[k] for k in TRAINING_KEYS}
     pos = _resume(run_dir / "state.safetensors", G, D, G_ema, opt_g, opt_d, training)
     for model in (G, D, G_ema):
-        _broadcast(model)
+        runtime.broadcast_parameters(model)
     stats = StatsWriter(run_dir / "stats.jsonl", append=pos["step"] > 0)
     local = batch // world
     loader = make_loader(dataset, local, seed=seed, start=pos["images"] // world, flip=True, workers=workers)
@@ -236,7 +236,7 @@ def _step(G, D, G_ema, opt_g, opt_d, reals, pos: dict, seed, r1_gamma, r1_every,
     loss_g = F.softplus(-D(G(_latents(seed, step, 0, n, z_dim, reals.device)))).mean()
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
-    _average_gradients(G)
+    runtime.average_gradients(G)
     opt_g.step()
     _average_buffer(G.w_avg)
     D.requires_grad_(True)
@@ -254,7 +254,7 @@ def _step(G, D, G_ema, opt_g, opt_d, reals, pos: dict, seed, r1_gamma, r1_every,
         total = total + r1 * (r1_gamma / 2 * r1_every)
     opt_d.zero_grad(set_to_none=True)
     total.backward()
-    _average_gradients(D)
+    runtime.average_gradients(D)
     opt_d.step()
     pos["step"], pos["images"] = step + 1, pos["images"] + batch
     _update_ema(G, G_ema, pos["images"], batch, ema_kimg, ema_rampup)
@@ -272,21 +272,6 @@ def _update_ema(G, G_ema, images: int, batch: int, ema_kimg: float, ema_rampup: 
         p_ema.copy_(p.detach().lerp(p_ema, beta))
     for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
         b_ema.copy_(b)
-
-
-def _average_gradients(model: torch.nn.Module) -> None:
-    """Average the gradients over ranks with one all_reduce of a flat buffer (no-op on one process)."""
-    if runtime.world_size() == 1:
-        return
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.flatten() for p in params])
-    torch.distributed.all_reduce(flat)
-    flat /= runtime.world_size()
-    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
-        p.grad.copy_(g.view_as(p))
 
 
 def _average_buffer(buffer: torch.Tensor) -> None:
