@@ -176,4 +176,8 @@ def load(path: str | Path, kind: str | None = None):
         from inrkit.stages.encode import load_model
 
         return load_model(path)
+    if art.kind == "generator":
+        from inrkit.stages.fid import load_generator
+
+        return load_generator(path)
     raise InrkitError(f"{path} is a {art.kind} artifact, which this version of inrkit cannot rebuild.")

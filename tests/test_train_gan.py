@@ -62,6 +62,10 @@ def test_artifact_loads_as_the_ema_generator(run):
     assert not all(torch.equal(v, state[f"G.{k}"]) for k, v in G.state_dict().items() if k != "w_avg")
     img = G(torch.randn(2, G.config["z_dim"]))
     assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
+    import inrkit
+
+    public = inrkit.load(out)  # the public API rebuilds the same generator
+    assert all(torch.equal(v, public.state_dict()[k]) for k, v in G.state_dict().items())
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(run, tmp_path, monkeypatch):
