@@ -55,7 +55,8 @@ def fit(
 
 @app.command()
 def render(
-    artifact: Path = typer.Argument(..., help="A field (from fit) or functaset (from meta or encode) artifact."),
+    artifact: Path = typer.Argument(..., help="A field (from fit), functaset (from meta or encode) or "
+                                "generator (from train-gan) artifact."),
     out: Path = typer.Option(Path("out/render.png"), help="Output .png (video: .gif or a folder of frames)."),
     size: str | None = typer.Option(None, help="Output size N or HxW (any resolution)."),
     scale: float | None = typer.Option(None, help="Grid density relative to training: 2 = superresolution."),
@@ -67,6 +68,13 @@ def render(
     model: Path | None = typer.Option(None, help="Functaset: its functa-model, when not embedded."),
     perturb: int | None = typer.Option(None, help="Functaset: shift this latent dimension everywhere "
                                           "(perturbation analysis, spatial functa App. C.5)."),
+    seeds: str | None = typer.Option(None, help="Generator: samples to draw, e.g. 0-15 (default) or 3,7,10-12."),
+    psi: float | None = typer.Option(None, help="Generator: truncation psi (App. B.3; default 1, none)."),
+    interpolate: str | None = typer.Option(None, help="Generator: two seeds A,B; draw a row from A to B."),
+    steps: int | None = typer.Option(None, help="Generator: images in the --interpolate row (default 8)."),
+    space: str | None = typer.Option(None, help="Generator: interpolate inr parameters (default) or pixels."),
+    frequencies: bool = typer.Option(False, "--frequencies",
+                                     help="Generator: write the per-block Fourier frequency histogram instead."),
 ) -> None:
     """Render an INR on any grid. Example: inrkit render out/camera.safetensors --scale 2 --out x2.png"""
     from inrkit.fields.grid import parse_ranges, parse_size
@@ -77,7 +85,21 @@ def render(
         raise InrkitError("--chunk must be at least 1.")
     run(artifact, out, size=parse_size(size) if size else None, scale=scale,
         grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device,
-        index=parse_index(index) if index else None, model=model, perturb=perturb)
+        index=parse_index(index) if index else None, model=model, perturb=perturb,
+        seeds=_seeds(seeds, "--seeds"), psi=psi, interpolate=_seeds(interpolate, "--interpolate"), steps=steps,
+        space=space, frequencies=frequencies)
+
+
+def _seeds(text: str | None, option: str) -> list[int] | None:
+    """'0-15' or '3,7' -> seeds, with the option named in the error."""
+    from inrkit.stages.render_functa import parse_index
+
+    if text is None:
+        return None
+    try:
+        return parse_index(text)
+    except InrkitError:
+        raise InrkitError(f"{option} {text!r} is not a list of seeds; write e.g. 0-15 or 3,7.") from None
 
 
 @app.command()

@@ -40,16 +40,36 @@ def render(
     index: list[int] | None = None,    # functaset: items to draw (default: the first 16)
     model: Path | None = None,         # functaset: its functa-model, when not embedded
     perturb: int | None = None,        # functaset: latent feature dimension for the perturbation picture
+    seeds: list[int] | None = None,    # generator: samples to draw (default 0-15)
+    psi: float | None = None,          # generator: truncation (App. B.3), default 1
+    interpolate: list[int] | None = None,  # generator: two seeds to interpolate between (Fig. 5)
+    steps: int | None = None,          # generator: images in the interpolation row (default 8)
+    space: str | None = None,          # generator: interpolate "inr" parameters (default) or "pixel"s
+    frequencies: bool = False,         # generator: write the Fourier frequency histogram (Fig. 16)
 ) -> Path:
     out = Path(out)
     art = artifacts.read(artifact)
+    generator_only = dict(seeds=seeds, psi=psi, interpolate=interpolate, steps=steps, space=space,
+                          frequencies=frequencies or None)
+    if art.kind == "generator":
+        from inrkit.stages.render_generator import render_generator
+
+        if index is not None or model is not None or perturb is not None:
+            raise InrkitError("--index, --model and --perturb apply to functasets, not to a generator artifact.")
+        return render_generator(artifact, out, seeds=seeds, psi=1.0 if psi is None else psi, size=size,
+                                scale=scale, grid=grid, interpolate=interpolate, steps=8 if steps is None else steps,
+                                space=space or "inr", frequencies=frequencies, chunk=chunk, device=device)
+    given = [f"--{k}" for k, v in generator_only.items() if v is not None]
+    if given and art.kind in ("field", "functaset"):
+        raise InrkitError(f"{', '.join(given)} apply to generators, not to a {art.kind} artifact.")
     if art.kind == "functaset":
         from inrkit.stages.render_functa import render_functaset
 
         return render_functaset(artifact, out, index=index, size=size, scale=scale, grid=grid, model=model,
                                 perturb=perturb, chunk=min(chunk, 2**14), device=device)
     if art.kind != "field":
-        raise InrkitError(f"{artifact} is a {art.kind} artifact; `render` draws field and functaset artifacts.")
+        raise InrkitError(f"{artifact} is a {art.kind} artifact; `render` draws field, functaset and generator "
+                          "artifacts.")
     if index is not None or model is not None or perturb is not None:
         raise InrkitError("--index, --model and --perturb apply to functasets, not to a field artifact.")
     field = artifacts.load(artifact, kind="field")
