@@ -98,34 +98,44 @@ def save(path: str | Path, art: Artifact) -> Path:
     return Path(path)
 
 
-def _check_layout(path: Path, data: bytes) -> dict:
-    """Validate the safetensors framing by hand so each failure gets its own sentence."""
-    if len(data) < 8:
-        raise InrkitError(f"{path} is not a safetensors file (it is only {len(data)} bytes).")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER or not data[8:9] == b"{":
-        raise InrkitError(f"{path} is not a safetensors file.")
-    if 8 + n > len(data):
-        raise InrkitError(f"{path} is truncated (its header runs past the end of the file).")
+def _read_metadata(path: Path) -> dict:
+    """Read only the header, validating the safetensors framing by hand so each failure gets its own
+    sentence, and checking the file is long enough for the tensors the header promises."""
+    if not path.is_file():
+        raise InrkitError(f"{path} does not exist." if not path.exists() else f"{path} is not a file.")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(9)
+        if len(prefix) < 9:
+            raise InrkitError(f"{path} is not a safetensors file (it is only {size} bytes).")
+        (n,) = struct.unpack("<Q", prefix[:8])
+        if n > _MAX_HEADER or prefix[8:9] != b"{":
+            raise InrkitError(f"{path} is not a safetensors file.")
+        if 8 + n > size:
+            raise InrkitError(f"{path} is truncated (its header runs past the end of the file).")
+        raw = prefix[8:] + f.read(n - 1)
     try:
-        header = json.loads(data[8 : 8 + n])
+        header = json.loads(raw)
     except ValueError:
         raise InrkitError(f"{path} is not a safetensors file (its header is not JSON).") from None
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + n + end > len(data):
-        raise InrkitError(f"{path} is truncated ({len(data)} bytes, {8 + n + end} expected).")
-    return header.get("__metadata__") or {}
+    if 8 + n + end > size:
+        raise InrkitError(f"{path} is truncated ({size} bytes, {8 + n + end} expected).")
+    meta = header.get("__metadata__") or {}
+    if "kind" not in meta:
+        raise InrkitError(f"{path} is a safetensors file but not an inrkit artifact (no 'kind' in its metadata).")
+    return meta
+
+
+def kind_of(path: str | Path) -> str:
+    """The artifact's kind, read from its header alone (cheap even for a large generator)."""
+    return _read_metadata(Path(path))["kind"]
 
 
 def read(path: str | Path, kind: str | None = None) -> Artifact:
     """Read an artifact, checking framing, kind and format version; never unpickles anything."""
     path = Path(path)
-    if not path.is_file():
-        raise InrkitError(f"{path} does not exist." if not path.exists() else f"{path} is not a file.")
-    data = path.read_bytes()
-    meta = _check_layout(path, data)
-    if "kind" not in meta:
-        raise InrkitError(f"{path} is a safetensors file but not an inrkit artifact (no 'kind' in its metadata).")
+    meta = _read_metadata(path)
     if kind is not None and meta["kind"] != kind:
         raise InrkitError(f"{path} is a {meta['kind']} artifact, but a {kind} artifact is needed here.")
     version = int(meta.get("format_version", "0"))
@@ -135,7 +145,7 @@ def read(path: str | Path, kind: str | None = None) -> Artifact:
         )
     return Artifact(
         kind=meta["kind"],
-        tensors=st_load(data),
+        tensors=st_load(path.read_bytes()),
         config=json.loads(meta.get("config", "{}")),
         command=meta.get("command", ""),
         options=json.loads(meta.get("options", "{}")),
@@ -162,22 +172,26 @@ def load_state(module: torch.nn.Module, art: Artifact, path: str | Path) -> torc
 
 
 def load(path: str | Path, kind: str | None = None):
-    """Rebuild the object an artifact holds (a field you can call on coordinates, ...), in eval mode."""
-    art = read(path, kind)
-    if art.kind == "field":
-        from inrkit.fields import build_field
-
-        if "field" not in art.config:
-            raise InrkitError(f"{path} has no field config in its metadata; the file is damaged or foreign.")
-        field = load_state(build_field(art.config["field"]), art, path).eval()
-        field.signal = art.config.get("signal", {})  # what it was fitted to: shape, channels, source
-        return field
-    if art.kind == "functa-model":
+    """Rebuild the object an artifact holds (a field you can call on coordinates, ...), in eval mode.
+    Dispatches on the header, so each file is read once by the loader of its kind."""
+    found = kind_of(path)
+    if kind is not None and found != kind:
+        raise InrkitError(f"{path} is a {found} artifact, but a {kind} artifact is needed here.")
+    if found == "functa-model":
         from inrkit.stages.encode import load_model
 
         return load_model(path)
-    if art.kind == "generator":
+    if found == "generator":
         from inrkit.stages.fid import load_generator
 
         return load_generator(path)
-    raise InrkitError(f"{path} is a {art.kind} artifact, which this version of inrkit cannot rebuild.")
+    if found != "field":
+        raise InrkitError(f"{path} is a {found} artifact, which this version of inrkit cannot rebuild.")
+    from inrkit.fields import build_field
+
+    art = read(path, "field")
+    if "field" not in art.config:
+        raise InrkitError(f"{path} has no field config in its metadata; the file is damaged or foreign.")
+    field = load_state(build_field(art.config["field"]), art, path).eval()
+    field.signal = art.config.get("signal", {})  # what it was fitted to: shape, channels, source
+    return field
