@@ -30,7 +30,7 @@ def output_shape(base: tuple[int, ...], size: tuple[int, ...] | None, scale: flo
 
 
 def render(
-    artifact: Path,                    # a field artifact written by `inrkit fit`
+    artifact: Path,                    # a field, functaset or generator artifact
     out: Path,                         # .png for images; .gif or a folder of PNG frames for video
     size: tuple[int, ...] | None = None,   # output (H, W); default: training size x scale
     scale: float | None = None,        # grid density relative to training (2 = superresolution)
@@ -47,35 +47,38 @@ def render(
     space: str | None = None,          # generator: interpolate "inr" parameters (default) or "pixel"s
     frequencies: bool = False,         # generator: write the Fourier frequency histogram (Fig. 16)
 ) -> Path:
+    """Draw any INR artifact; options that belong to another kind are refused in one sentence."""
     out = Path(out)
-    art = artifacts.read(artifact)
-    generator_only = dict(seeds=seeds, psi=psi, interpolate=interpolate, steps=steps, space=space,
-                          frequencies=frequencies or None)
-    if art.kind == "generator":
+    kind = artifacts.kind_of(artifact)
+    options = dict(generator=dict(seeds=seeds, psi=psi, interpolate=interpolate, steps=steps, space=space,
+                                  frequencies=frequencies or None),
+                   functaset=dict(index=index, model=model, perturb=perturb))
+    for owner, given in options.items():
+        names = [f"--{k}" for k, v in given.items() if v is not None]
+        if names and kind != owner:
+            raise InrkitError(f"{', '.join(names)} apply to {owner}s, not to a {kind} artifact.")
+    if kind == "generator":
         from inrkit.stages.render_generator import render_generator
 
-        if index is not None or model is not None or perturb is not None:
-            raise InrkitError("--index, --model and --perturb apply to functasets, not to a generator artifact.")
         return render_generator(artifact, out, seeds=seeds, psi=1.0 if psi is None else psi, size=size,
                                 scale=scale, grid=grid, interpolate=interpolate, steps=8 if steps is None else steps,
                                 space=space or "inr", frequencies=frequencies, chunk=chunk, device=device)
-    given = [f"--{k}" for k, v in generator_only.items() if v is not None]
-    if given and art.kind in ("field", "functaset"):
-        raise InrkitError(f"{', '.join(given)} apply to generators, not to a {art.kind} artifact.")
-    if art.kind == "functaset":
+    if kind == "functaset":
         from inrkit.stages.render_functa import render_functaset
 
         return render_functaset(artifact, out, index=index, size=size, scale=scale, grid=grid, model=model,
                                 perturb=perturb, chunk=min(chunk, 2**14), device=device)
-    if art.kind != "field":
-        raise InrkitError(f"{artifact} is a {art.kind} artifact; `render` draws field, functaset and generator "
+    if kind != "field":
+        raise InrkitError(f"{artifact} is a {kind} artifact; `render` draws field, functaset and generator "
                           "artifacts.")
-    if index is not None or model is not None or perturb is not None:
-        raise InrkitError("--index, --model and --perturb apply to functasets, not to a field artifact.")
+    return _render_field(artifact, out, size, scale, grid, chunk, device)
+
+
+def _render_field(artifact: Path, out: Path, size, scale, grid, chunk: int, device: str) -> Path:
+    """A field on the requested grid: a PNG for images; a GIF or a folder of PNG frames for video."""
     field = artifacts.load(artifact, kind="field")
-    signal = art.config["signal"]
-    base = tuple(signal["shape"])
-    video = signal.get("video", False)
+    base = tuple(field.signal["shape"])
+    video = field.signal.get("video", False)
     if not video and out.suffix.lower() != ".png":
         raise InrkitError(f"--out {out} should end in .png for an image field.")
     shape = output_shape(base, size, scale, grid)
