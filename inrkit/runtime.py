@@ -85,3 +85,12 @@ def broadcast_parameters(model: torch.nn.Module) -> None:
     if world_size() > 1:
         for p in model.parameters():
             torch.distributed.broadcast(p.data, 0)
+
+
+def refuse_changed_options(run_dir, before: dict, now: dict, keys) -> None:
+    """Resuming a run folder with different training options would silently mix two runs: refuse it."""
+    changed = [k for k in keys if before.get(k) != now[k]]
+    if changed:
+        k = changed[0]
+        raise InrkitError(f"{run_dir} was trained with --{k.replace('_', '-')} {before.get(k)!r}, not "
+                          f"{now[k]!r}; rerun with the same options to resume, or choose another --out.")

@@ -202,12 +202,7 @@ def _resume(path: Path, model, optimizer, training: dict) -> tuple[int, int]:
     if not path.is_file():
         return 0, 0
     state = artifacts.read(path, kind="meta-state")
-    before = state.config.get("training", {})
-    changed = [k for k in TRAINING_KEYS if before.get(k) != training[k]]
-    if changed:
-        k = changed[0]
-        raise InrkitError(f"{path.parent} was trained with --{k.replace('_', '-')} {before.get(k)!r}, not "
-                          f"{training[k]!r}; rerun with the same options to resume, or choose another --out.")
+    runtime.refuse_changed_options(path.parent, state.config.get("training", {}), training, TRAINING_KEYS)
     model.load_state_dict({k[6:]: v for k, v in state.tensors.items() if k.startswith("model.")})
     opt_state: dict = {}
     for key, value in state.tensors.items():

@@ -360,12 +360,7 @@ def _resume(path: Path, G, D, G_ema, opt_g, opt_d, training: dict) -> dict:
     if not path.is_file():
         return dict(step=0, images=0, tick=0, tick_images=0, fid=None)
     state = artifacts.read(path, kind="gan-state")
-    before = state.config.get("training", {})
-    changed = [k for k in TRAINING_KEYS if before.get(k) != training[k]]
-    if changed:
-        k = changed[0]
-        raise InrkitError(f"{path.parent} was trained with --{k.replace('_', '-')} {before.get(k)!r}, not "
-                          f"{training[k]!r}; rerun with the same options to resume, or choose another --out.")
+    runtime.refuse_changed_options(path.parent, state.config.get("training", {}), training, TRAINING_KEYS)
     for name, model in (("G", G), ("D", D), ("G_ema", G_ema)):
         prefix = name + "."
         model.load_state_dict({k[len(prefix):]: v for k, v in state.tensors.items() if k.startswith(prefix)})
