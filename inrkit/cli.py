@@ -239,6 +239,8 @@ def train_gan(
     snapshot_ticks: int = typer.Option(50, help="Ticks between snapshots (artifact, state, sample grid)."),
     fid_ticks: int = typer.Option(0, help="Ticks between FID evaluations (0: never)."),
     fid_n: int = typer.Option(10000, help="Generated images per FID."),
+    keep_snapshots: bool = typer.Option(False, "--keep-snapshots", help="Also keep every snapshot's generator "
+                                        "as RUN/generator-KIMG.safetensors."),
     seed: int = typer.Option(0, help="Initialisation, latents and data order."),
     workers: int = typer.Option(2, help="Data-decoding processes."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
@@ -255,7 +257,7 @@ def train_gan(
         hyper_hidden=hyper_hidden, d_channel_base=d_channel_base, d_channel_max=d_channel_max, kimg=kimg,
         batch=batch, lr_g=lr_g, lr_shared=lr_shared, lr_d=lr_d, r1_gamma=r1_gamma, r1_every=r1_every,
         ema_kimg=ema_kimg, ema_rampup=ema_rampup, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks,
-        fid_ticks=fid_ticks, fid_n=fid_n, seed=seed, workers=workers, device=device, dry_run=dry_run)
+        fid_ticks=fid_ticks, fid_n=fid_n, keep_snapshots=keep_snapshots, seed=seed, workers=workers, device=device, dry_run=dry_run)
 
 
 def _mount_subcommands() -> None:

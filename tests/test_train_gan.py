@@ -26,7 +26,7 @@ TINY = dict(resolution=16, channels=3, blocks=[[8, 1, 16], [16, 1, 16]], z_dim=1
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gan") / "g.safetensors"
-    metrics = train_gan(DATA, out, kimg=0.128, **TINY)
+    metrics = train_gan(DATA, out, kimg=0.128, keep_snapshots=True, **TINY)
     return out, metrics
 
 
@@ -51,6 +51,11 @@ def test_tiny_run_writes_artifact_grid_and_stats(run):
     lines = (run_dir / "stats.jsonl").read_text().splitlines()
     assert len(lines) == 4 and '"loss_d"' in lines[-1] and '"sec_per_tick"' in lines[-1]
     assert (run_dir / "state.safetensors").is_file()
+    kept = sorted(p.name for p in run_dir.glob("generator-*.safetensors"))
+    assert kept == ["generator-000000.064.safetensors", "generator-000000.128.safetensors"]
+    assert artifacts.read(run_dir / kept[0], kind="generator").metrics["kimg"] == pytest.approx(0.064)
+    final = artifacts.read(run_dir / kept[1], kind="generator").tensors
+    assert all(torch.equal(v, art.tensors[k]) for k, v in final.items())
 
 
 def test_artifact_loads_as_the_ema_generator(run):

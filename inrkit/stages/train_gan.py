@@ -9,6 +9,7 @@ ramped up as StyleGAN2 does) whose weights are the result.
 
 The schedule counts images: --kimg thousand in all, a status line (and a stats.jsonl record) every --tick-kimg,
 a snapshot every --snapshot-ticks ticks, FID of the EMA generator every --fid-ticks ticks (0: never).
+--keep-snapshots also keeps each snapshot's generator in the run folder (for FID or renders after training).
 
 Writes OUT (kind `generator`: config {"generator": generator_config, "discriminator": ..., "training": ...},
 tensors = the EMA generator's state dict, metrics kimg and the last FID) at every snapshot, and a run folder OUT
@@ -99,6 +100,7 @@ def train_gan(
     snapshot_ticks: int = 50,        # ticks between snapshots (artifact, state, sample grid)
     fid_ticks: int = 0,              # ticks between FID evaluations of the EMA generator (0: never)
     fid_n: int = 10_000,             # generated images per FID
+    keep_snapshots: bool = False,    # also keep every snapshot's generator as RUN/generator-KIMG.safetensors
     seed: int = 0,
     workers: int = 2,
     device: str = "auto",
@@ -148,7 +150,7 @@ def train_gan(
     loader = make_loader(dataset, local, seed=seed, start=pos["images"] // world, flip=True, workers=workers)
     total = int(round(kimg * 1000))
     snap = dict(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, out=out, run_dir=run_dir, options=options,
-                training=training, dcfg=dcfg)
+                training=training, dcfg=dcfg, keep=keep_snapshots)
     start_images, start, tick_start = pos["images"], time.perf_counter(), time.perf_counter()
     sums = torch.zeros(4, dtype=torch.float64)  # loss_g, loss_d, r1, steps of this tick (this rank)
     last_fid = pos.get("fid")
@@ -306,7 +308,7 @@ def _fid(G_ema, data: str, n: int, run_dir: Path, pos: dict, dev, workers: int) 
     return value
 
 
-def _snapshot(*, pos, G, D, G_ema, opt_g, opt_d, out, run_dir, options, training, dcfg) -> None:
+def _snapshot(*, pos, G, D, G_ema, opt_g, opt_d, out, run_dir, options, training, dcfg, keep) -> None:
     """Generator artifact, training state and sample grid (rank 0), after checking the ranks agree."""
     for model in (G, D, G_ema):
         _check_in_sync(model)
@@ -315,8 +317,11 @@ def _snapshot(*, pos, G, D, G_ema, opt_g, opt_d, out, run_dir, options, training
         if pos.get("fid") is not None:
             metrics["fid"] = pos["fid"]
         config = dict(generator=G_ema.config, discriminator=dcfg, training=training)
-        artifacts.save(out, artifacts.Artifact(kind="generator", tensors=G_ema.state_dict(), config=config,
-                                               options=options, metrics=metrics))
+        generator = artifacts.Artifact(kind="generator", tensors=G_ema.state_dict(), config=config, options=options,
+                                       metrics=metrics)
+        artifacts.save(out, generator)
+        if keep:
+            artifacts.save(run_dir / f"generator-{pos['images'] / 1000:010.3f}.safetensors", generator)
         _save_state(run_dir / "state.safetensors", G, D, G_ema, opt_g, opt_d, training, pos)
         _save_grid(run_dir / f"samples-{pos['images'] / 1000:010.3f}.png", G_ema)
     if runtime.world_size() > 1:
