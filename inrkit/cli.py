@@ -257,7 +257,8 @@ def train_gan(
         hyper_hidden=hyper_hidden, d_channel_base=d_channel_base, d_channel_max=d_channel_max, kimg=kimg,
         batch=batch, lr_g=lr_g, lr_shared=lr_shared, lr_d=lr_d, r1_gamma=r1_gamma, r1_every=r1_every,
         ema_kimg=ema_kimg, ema_rampup=ema_rampup, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks,
-        fid_ticks=fid_ticks, fid_n=fid_n, keep_snapshots=keep_snapshots, seed=seed, workers=workers, device=device, dry_run=dry_run)
+        fid_ticks=fid_ticks, fid_n=fid_n, keep_snapshots=keep_snapshots, seed=seed, workers=workers, device=device,
+        dry_run=dry_run)
 
 
 def _mount_subcommands() -> None:
