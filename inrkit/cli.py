@@ -226,6 +226,8 @@ def train_gan(
     d_channel_base: int = typer.Option(16384, help="Discriminator channel base (16384: config-e)."),
     d_channel_max: int = typer.Option(512, help="Discriminator channels at most."),
     kimg: float = typer.Option(25000, help="Thousands of real images in all; rerun with more to extend."),
+    seconds: float | None = typer.Option(None, help="Stop this run after this much wall time (with a snapshot); "
+                                         "rerun to continue."),
     batch: int = typer.Option(32, help="Images per step over all processes."),
     lr_g: float = typer.Option(1e-5, help="Adam rate of G's hypernetwork (App. A)."),
     lr_shared: float = typer.Option(5e-4, help="Adam rate of the INR's shared parameters (App. A)."),
@@ -255,7 +257,7 @@ def train_gan(
     run(data, out, arch=arch, resolution=resolution, channels=channels, blocks=blocks, fmm_rank=fmm_rank,
         modulation=modulation, fourier=fourier, multiscale=multiscale, upsample=upsample, z_dim=z_dim,
         hyper_hidden=hyper_hidden, d_channel_base=d_channel_base, d_channel_max=d_channel_max, kimg=kimg,
-        batch=batch, lr_g=lr_g, lr_shared=lr_shared, lr_d=lr_d, r1_gamma=r1_gamma, r1_every=r1_every,
+        seconds=seconds, batch=batch, lr_g=lr_g, lr_shared=lr_shared, lr_d=lr_d, r1_gamma=r1_gamma, r1_every=r1_every,
         ema_kimg=ema_kimg, ema_rampup=ema_rampup, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks,
         fid_ticks=fid_ticks, fid_n=fid_n, keep_snapshots=keep_snapshots, seed=seed, workers=workers, device=device,
         dry_run=dry_run)

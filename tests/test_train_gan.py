@@ -97,6 +97,18 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(run, tmp_path, mo
     assert len((out.with_suffix("") / "stats.jsonl").read_text().splitlines()) == 4
 
 
+def test_seconds_stops_early_with_a_snapshot_and_a_rerun_finishes_the_same(run, tmp_path):
+    reference, _ = run
+    out = tmp_path / "s.safetensors"
+    metrics = train_gan(DATA, out, kimg=0.128, seconds=1e-6, **TINY)
+    assert metrics["step"] == 1 and artifacts.read(out).metrics["kimg"] == pytest.approx(0.008)
+    assert (out.with_suffix("") / "samples-000000.008.png").is_file()
+    train_gan(DATA, out, kimg=0.128, **TINY)
+    a = artifacts.read(out).tensors
+    b = artifacts.read(reference).tensors
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_changed_training_option_is_refused(run):
     out, _ = run
     with pytest.raises(InrkitError, match="was trained with --lr-d"):
@@ -108,6 +120,7 @@ def test_changed_training_option_is_refused(run):
     (dict(blocks=[[8, 1, 16], [32, 1, 16]]), "must not decrease and must end at 16"),
     (dict(channels=2), "--channels"),
     (dict(batch=0), "at least 1"),
+    (dict(seconds=0), "--seconds must be positive"),
 ])
 def test_bad_input_is_one_clear_error(change, message, tmp_path):
     with pytest.raises(InrkitError, match=message):
@@ -176,3 +189,8 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path):
     digests = [(tmp_path / f"ddp.safetensors.rank{r}").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     assert artifacts.read(out, kind="generator").metrics["kimg"] == pytest.approx(0.064)
+    # Only rank 0 writes: one stats line per tick, one sample grid per snapshot, no stray files.
+    run_dir = out.with_suffix("")
+    assert len((run_dir / "stats.jsonl").read_text().splitlines()) == 2
+    assert sorted(p.name for p in run_dir.iterdir()) == ["samples-000000.064.png", "state.safetensors",
+                                                         "stats.jsonl"]

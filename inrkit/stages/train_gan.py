@@ -7,7 +7,8 @@ learning rates (1e-5 for G's hypernetwork, 5e-4 for the INR's shared parameters,
 horizontal flips, and an exponential moving average of G (half-life --ema-kimg thousand images, optionally
 ramped up as StyleGAN2 does) whose weights are the result.
 
-The schedule counts images: --kimg thousand in all, a status line (and a stats.jsonl record) every --tick-kimg,
+The schedule counts images: --kimg thousand in all (or stop early after --seconds of wall time: the step then
+ends with a tick, FID if asked and a snapshot, and a rerun continues), a status line (and a stats.jsonl record) every --tick-kimg,
 a snapshot every --snapshot-ticks ticks, FID of the EMA generator every --fid-ticks ticks (0: never).
 --keep-snapshots also keeps each snapshot's generator in the run folder (for FID or renders after training).
 
@@ -88,6 +89,7 @@ def train_gan(
     d_channel_base: int = 16384,     # discriminator channels: config-e (32768: config-f)
     d_channel_max: int = 512,
     kimg: float = 25_000,            # thousands of real images shown to D in all (StyleGAN2: 25000)
+    seconds: float | None = None,    # stop this run after this much wall time (a tick and a snapshot end it)
     batch: int = 32,                 # images per step over all ranks (StyleGAN2 config-e: 32)
     lr_g: float = 1e-5,              # G's hypernetwork (App. A)
     lr_shared: float = 5e-4,         # the INR's shared parameters (App. A)
@@ -118,7 +120,7 @@ def train_gan(
     dcfg = discriminator_config(resolution=resolution, in_channels=channels, channel_base=d_channel_base,
                                 channel_max=d_channel_max)
     _check_options(out, resolution, channels, batch, kimg, r1_every, r1_gamma, tick_kimg, snapshot_ticks, fid_ticks,
-                   fid_n, ema_kimg)
+                   fid_n, ema_kimg, seconds)
     if dry_run:
         return _dry_run(cfg, dcfg, options)
 
@@ -152,6 +154,7 @@ def train_gan(
     snap = dict(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, out=out, run_dir=run_dir, options=options,
                 training=training, dcfg=dcfg, keep=keep_snapshots)
     start_images, start, tick_start = pos["images"], time.perf_counter(), time.perf_counter()
+    snapped = pos["images"]  # images at the last snapshot written
     sums = torch.zeros(4, dtype=torch.float64)  # loss_g, loss_d, r1, steps of this tick (this rank)
     last_fid = pos.get("fid")
     desc = f"train-gan from {pos['images'] / 1000:.1f} kimg" if pos["images"] else "train-gan"
@@ -162,14 +165,14 @@ def train_gan(
                          ema_kimg, ema_rampup)
             sums += torch.tensor([info["loss_g"], info["loss_d"], info["r1"], 1.0], dtype=torch.float64)
             update(advance=batch, loss_g=info["loss_g"], loss_d=info["loss_d"])
-            done = pos["images"] >= total
+            done = pos["images"] >= total or (seconds is not None and time.perf_counter() - start >= seconds)
             if pos["images"] < pos["tick_images"] + tick_kimg * 1000 and not done:
                 continue
             pos["tick"] += 1
-            seconds = time.perf_counter() - tick_start
-            record = _tick_record(sums, pos, seconds)
+            tick_seconds = time.perf_counter() - tick_start
+            record = _tick_record(sums, pos, tick_seconds)
             print0(f"tick {pos['tick']:<4d} kimg {record['kimg']:<10.3f} loss_g {record['loss_g']:<7.3f} "
-                   f"loss_d {record['loss_d']:<7.3f} r1 {record['r1']:<8.4f} sec/tick {seconds:.1f}")
+                   f"loss_d {record['loss_d']:<7.3f} r1 {record['r1']:<8.4f} sec/tick {tick_seconds:.1f}")
             stats.write(**record)
             pos["tick_images"] = pos["images"]
             if fid_ticks and (pos["tick"] % fid_ticks == 0 or done):
@@ -177,14 +180,18 @@ def train_gan(
                 pos["fid"] = last_fid
             if pos["tick"] % snapshot_ticks == 0 or done:
                 _snapshot(pos=pos, **snap)
+                snapped = pos["images"]
             sums.zero_()
             tick_start = time.perf_counter()
-    if pos["images"] > start_images or not out.is_file():
+            if pos["images"] < total and done:
+                print0(f"stopping after --seconds {seconds:g}; rerun the command to continue")
+                break
+    if pos["images"] != snapped or not out.is_file():
         _snapshot(pos=pos, **snap)
-    seconds = time.perf_counter() - start
+    run_seconds = time.perf_counter() - start
     print0(f"trained to {pos['images'] / 1000:.3f} kimg ({(pos['images'] - start_images) / 1000:.3f} in this run, "
-           f"{seconds:.0f} s) -> {out}")
-    metrics = dict(kimg=pos["images"] / 1000, step=pos["step"], run_seconds=seconds,
+           f"{run_seconds:.0f} s) -> {out}")
+    metrics = dict(kimg=pos["images"] / 1000, step=pos["step"], run_seconds=run_seconds,
                    parameters_sha256=parameters_sha256(G_ema))
     if last_fid is not None:
         metrics["fid"] = last_fid
@@ -192,7 +199,7 @@ def train_gan(
 
 
 def _check_options(out: Path, resolution, channels, batch, kimg, r1_every, r1_gamma, tick_kimg, snapshot_ticks,
-                   fid_ticks, fid_n, ema_kimg) -> None:
+                   fid_ticks, fid_n, ema_kimg, seconds=None) -> None:
     """Fail fast, in one sentence, on options that cannot work."""
     if out.suffix != ".safetensors":
         raise InrkitError(f"--out {out} should end in .safetensors.")
@@ -201,6 +208,8 @@ def _check_options(out: Path, resolution, channels, batch, kimg, r1_every, r1_ga
     if min(batch, r1_every, snapshot_ticks) < 1 or min(kimg, tick_kimg, ema_kimg) <= 0:
         raise InrkitError("--batch, --r1-every and --snapshot-ticks must be at least 1 and --kimg, --tick-kimg and "
                           "--ema-kimg positive.")
+    if seconds is not None and seconds <= 0:
+        raise InrkitError(f"--seconds must be positive, got {seconds}.")
     if r1_gamma < 0 or fid_ticks < 0 or fid_n < 2:
         raise InrkitError("--r1-gamma and --fid-ticks must not be negative and --fid-n must be at least 2.")
 
