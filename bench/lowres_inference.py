@@ -73,8 +73,9 @@ def main() -> None:
         load_average=os.getloadavg(),
     )
     print(f"MACs per image: {macs[full] / 1e9:.2f} G at 256x256, {macs[low] / 1e9:.3f} G at {args.low}x{args.low} "
-          f"({result['mac_ratio']:.1f}x fewer); median measured/predicted {result['median_measured_over_predicted']:.3f}"
-          f", median speed-up {result['median_speedup']:.1f}x; load average {result['load_average'][0]:.2f}")
+          f"({result['mac_ratio']:.1f}x fewer); median measured/predicted "
+          f"{result['median_measured_over_predicted']:.3f}, median speed-up {result['median_speedup']:.1f}x; "
+          f"load average {result['load_average'][0]:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

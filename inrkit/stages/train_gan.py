@@ -8,8 +8,8 @@ horizontal flips, and an exponential moving average of G (half-life --ema-kimg t
 ramped up as StyleGAN2 does) whose weights are the result.
 
 The schedule counts images: --kimg thousand in all (or stop early after --seconds of wall time: the step then
-ends with a tick, FID if asked and a snapshot, and a rerun continues), a status line (and a stats.jsonl record) every --tick-kimg,
-a snapshot every --snapshot-ticks ticks, FID of the EMA generator every --fid-ticks ticks (0: never).
+ends with a tick, FID if asked and a snapshot, and a rerun continues), a status line (and a stats.jsonl record)
+every --tick-kimg, a snapshot every --snapshot-ticks ticks, FID of the EMA generator every --fid-ticks ticks (0: never).
 --keep-snapshots also keeps each snapshot's generator in the run folder (for FID or renders after training).
 
 Writes OUT (kind `generator`: config {"generator": generator_config, "discriminator": ..., "training": ...},
