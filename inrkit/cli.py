@@ -154,27 +154,41 @@ def meta(
 
 @app.command()
 def encode(
-    model: Path = typer.Argument(..., help="A functa-model artifact written by meta."),
-    data: str = typer.Option(..., help="Images to encode: a folder, .zip, shards or builtin:NAME."),
-    out: Path = typer.Option(Path("out/functaset.safetensors"), help="Functaset artifact to write."),
-    steps: int = typer.Option(3, help="Inner SGD steps from zero latents; more is test-time optimisation."),
-    bits: int | None = typer.Option(None, help="Quantise each latent dimension uniformly to 6, 7 or 8 bits."),
-    split: str = typer.Option("train", help="train | heldout (builtin: sets)."),
+    artifact: Path = typer.Argument(..., help="A functa-model (from meta) or generator (from train-gan) artifact."),
+    images: str | None = typer.Argument(None, help="Images to encode: a folder, .zip, shards or builtin:NAME."),
+    data: str | None = typer.Option(None, help="The images, as an option (functa-model use; same as IMAGES)."),
+    out: Path | None = typer.Option(None, help="Artifact to write (default out/functaset.safetensors for a "
+                                    "functa-model, out/latents.safetensors for a generator; its PNG beside it)."),
+    steps: int | None = typer.Option(None, help="functa: inner SGD steps from zero latents (default 3; more is "
+                                     "test-time optimisation); generator: projector steps (default 1000)."),
     count: int | None = typer.Option(None, help="Encode the first N images."),
-    labels: bool = typer.Option(False, "--labels", help="Store class labels (sub-folder names, digits, ...)."),
-    resolution: int | None = typer.Option(None, help="Image side; only the model's training resolution works."),
-    batch: int = typer.Option(64, help="Images per batch (results do not depend on it)."),
-    workers: int = typer.Option(2, help="Data-decoding processes."),
-    embed_model: bool = typer.Option(True, "--embed-model/--no-embed-model",
-                                     help="Store the model inside the functaset so it renders on its own."),
+    split: str = typer.Option("train", help="train | heldout (builtin: sets)."),
+    batch: int | None = typer.Option(None, help="Images per batch (default 64; generator 16); results do not "
+                                     "depend on it."),
+    bits: int | None = typer.Option(None, help="functa: quantise each latent dimension uniformly to 6, 7 or 8 bits."),
+    labels: bool | None = typer.Option(None, "--labels", help="functa: store class labels (sub-folder names, ...)."),
+    resolution: int | None = typer.Option(None, help="functa: image side; only the model's training resolution."),
+    workers: int | None = typer.Option(None, help="functa: data-decoding processes (default 2)."),
+    embed_model: bool | None = typer.Option(None, "--embed-model/--no-embed-model",
+                                            help="functa: store the model inside the functaset (default on)."),
+    space: str | None = typer.Option(None, help="generator: latent space w (default, the mapping output) or z."),
+    lr: float | None = typer.Option(None, help="generator: initial learning rate (default 0.1)."),
+    noise: float | None = typer.Option(None, help="generator: initial latent-noise factor (default 0.05)."),
+    perceptual: bool | None = typer.Option(None, "--perceptual/--no-perceptual",
+                                           help="generator: Inception distance + pixel MSE (default), or MSE alone."),
+    seed: int | None = typer.Option(None, help="generator: latent-noise streams (default 0)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
-    """Convert images to functa latents. Example: inrkit encode out/sf.safetensors --data builtin:photos
-    --split heldout --steps 3 --bits 6 --out out/heldout.safetensors"""
-    from inrkit.stages.encode import encode as run
+    """Convert images to latents. A functa-model gives functa latents (a functaset): inrkit encode out/sf.safetensors
+    --data builtin:photos --split heldout --steps 3 --bits 6 --out out/heldout.safetensors. A generator projects
+    images into its z or w space (StyleGAN2 projector, INR-GAN App. B.2): inrkit encode out/gan.safetensors
+    photos/ --space w --steps 1000 --out out/latents.safetensors (targets over reconstructions in latents.png)."""
+    from inrkit.stages.encode import encode_artifact
 
-    run(model, data, out, steps=steps, bits=bits, split=split, count=count, labels=labels, resolution=resolution,
-        batch=batch, workers=workers, embed_model=embed_model, device=device)
+    encode_artifact(artifact, images, data=data, out=out, steps=steps, count=count, split=split, batch=batch,
+                    device=device, functa=dict(bits=bits, labels=labels, resolution=resolution, workers=workers,
+                                               embed_model=embed_model),
+                    generator=dict(space=space, lr=lr, noise=noise, perceptual=perceptual, seed=seed))
 
 
 @app.command()
@@ -187,6 +201,12 @@ def fid(
     data_count: int | None = typer.Option(None, help="Use the first N reference images (default: all)."),
     resolution: int | None = typer.Option(None, help="Compare at RxR (default: the generator's training size or "
                                           "the source images' size); a generator renders at it (UpsampledFID)."),
+    scale: float | None = typer.Option(None, help="Generator: compare at this multiple of its training size "
+                                       "(2: UpsampledFID at twice the size; the same as --resolution)."),
+    upsample: str | None = typer.Option(None, help="Generator above its training size: inr (default: rendered on "
+                                        "the denser grid) | nearest | bilinear | bicubic (samples upsampled) | all."),
+    compare_out: Path | None = typer.Option(None, help="--upsample all: PNG of one sample four ways (default "
+                                            "./upsampled-fid.png)."),
     psi: float = typer.Option(1.0, help="Truncation psi (generator only)."),
     seed: int = typer.Option(0, help="Generator samples: sample k has its own seed, so --batch does not matter."),
     batch: int = typer.Option(32, help="Images per Inception batch."),
@@ -198,12 +218,43 @@ def fid(
 ) -> None:
     """FID (clean-fid, mode clean) of a generator or of images against reference images; prints it on stdout.
     Example: inrkit fid out/generator.safetensors --data builtin:photos --n 10000
-    (images against images: inrkit fid samples/ --data real/ --resolution 64)"""
+    (images against images: inrkit fid samples/ --data real/ --resolution 64;
+    UpsampledFID, Fig. 3: inrkit fid out/generator.safetensors --data real/ --scale 2 --upsample all)"""
     from inrkit.stages.fid import fid as run
 
-    value = run(source, data, n=n, data_count=data_count, resolution=resolution, psi=psi, seed=seed, batch=batch,
-                workers=workers, device=device, cache_dir=cache_dir, stats=stats)
-    print(f"{value:.6f}")
+    value = run(source, data, n=n, data_count=data_count, resolution=resolution, scale=scale, upsample=upsample,
+                compare_out=compare_out, psi=psi, seed=seed, batch=batch, workers=workers, device=device,
+                cache_dir=cache_dir, stats=stats)
+    if isinstance(value, dict):  # --upsample all: the four side by side
+        print("  ".join(f"{mode:>11}" for mode in value))
+        print("  ".join(f"{v:11.6f}" for v in value.values()))
+    else:
+        print(f"{value:.6f}")
+
+
+@app.command()
+def kpl(
+    generator: str = typer.Argument(..., help="A generator artifact (from train-gan), trained on faces."),
+    faces: str = typer.Option(..., help="Real face images to project (a folder, .zip, shards or builtin:faces), "
+                              "read at the generator's resolution."),
+    out: Path = typer.Option(Path("out/kpl.json"), help="JSON result; the Fig. 4 picture is written beside it "
+                             "(.png)."),
+    n_train: int = typer.Option(10000, help="Generator samples to fit the linear map on (N_tr, App. B.2)."),
+    n_test: int = typer.Option(256, help="Real faces to project and score on (N_ts, App. B.2)."),
+    projection_steps: int = typer.Option(1000, help="Optimisation steps per projection (StyleGAN2 projector)."),
+    seed: int = typer.Option(0, help="Generator samples, projection noise and the KPL(random) permutation."),
+    batch: int = typer.Option(32, help="Generator samples per batch."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Keypoints Prediction Loss (INR-GAN Table 3, Algorithm 1): how well a linear map predicts 68 face keypoints
+    from Z and W latents; needs dlib (pip install 'inrkit[kpl]'). Example: inrkit kpl out/gan.safetensors
+    --faces ffhq256/ --out out/kpl.json"""
+    from inrkit.stages.kpl import kpl as run
+
+    result = run(generator, faces, out=out, n_train=n_train, n_test=n_test, projection_steps=projection_steps,
+                 seed=seed, batch=batch, device=device)
+    s = result["kpl"]
+    print(f"KPL(Z) {s['z']:.4g}  KPL(W) {s['w']:.4g}  KPL(random) {s['random_z']:.4g} (Z) {s['random_w']:.4g} (W)")
 
 
 @app.command("train-gan")
@@ -221,6 +272,8 @@ def train_gan(
     fourier: bool = typer.Option(True, "--fourier/--no-fourier", help="Fourier features at block starts."),
     multiscale: bool = typer.Option(True, "--multiscale/--no-multiscale", help="Multi-scale blocks (Sec. 3.3)."),
     upsample: str = typer.Option("nearest", help="nearest | bilinear"),
+    fourier_scale: float = typer.Option(10.0, help="Std of the initial Fourier frequencies (radians per unit of "
+                                        "[0, 1]); lower it for smooth, low-resolution data."),
     z_dim: int = typer.Option(512, help="Latent size."),
     hyper_hidden: int = typer.Option(1024, help="Hypernetwork width."),
     d_channel_base: int = typer.Option(16384, help="Discriminator channel base (16384: config-e)."),
@@ -229,6 +282,8 @@ def train_gan(
     seconds: float | None = typer.Option(None, help="Stop this run after this much wall time (with a snapshot); "
                                          "rerun to continue."),
     batch: int = typer.Option(32, help="Images per step over all processes."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips of the training images "
+                              "(the paper's; turn off where mirroring changes meaning, e.g. digits)."),
     lr_g: float = typer.Option(1e-5, help="Adam rate of G's hypernetwork (App. A)."),
     lr_shared: float = typer.Option(5e-4, help="Adam rate of the INR's shared parameters (App. A)."),
     lr_d: float = typer.Option(3e-3, help="Adam rate of D (App. A)."),
@@ -255,9 +310,11 @@ def train_gan(
     from inrkit.stages.train_gan import train_gan as run
 
     run(data, out, arch=arch, resolution=resolution, channels=channels, blocks=blocks, fmm_rank=fmm_rank,
-        modulation=modulation, fourier=fourier, multiscale=multiscale, upsample=upsample, z_dim=z_dim,
+        modulation=modulation, fourier=fourier, multiscale=multiscale, upsample=upsample,
+        fourier_scale=fourier_scale, z_dim=z_dim,
         hyper_hidden=hyper_hidden, d_channel_base=d_channel_base, d_channel_max=d_channel_max, kimg=kimg,
-        seconds=seconds, batch=batch, lr_g=lr_g, lr_shared=lr_shared, lr_d=lr_d, r1_gamma=r1_gamma, r1_every=r1_every,
+        seconds=seconds, batch=batch, flip=flip, lr_g=lr_g, lr_shared=lr_shared, lr_d=lr_d, r1_gamma=r1_gamma,
+        r1_every=r1_every,
         ema_kimg=ema_kimg, ema_rampup=ema_rampup, tick_kimg=tick_kimg, snapshot_ticks=snapshot_ticks,
         fid_ticks=fid_ticks, fid_n=fid_n, keep_snapshots=keep_snapshots, seed=seed, workers=workers, device=device,
         dry_run=dry_run)

@@ -1,4 +1,5 @@
 import json
+import os
 import struct
 
 import pytest
@@ -114,3 +115,12 @@ def test_no_pickle_anywhere():
     for py in root.rglob("*.py"):
         text = py.read_text()
         assert "torch.load(" not in text and "import pickle" not in text, py
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        artifacts.atomic_write_bytes(tmp_path / "a.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644

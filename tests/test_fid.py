@@ -279,3 +279,95 @@ def test_cli_offline(runs, sets, tmp_path):
     assert r.returncode == 0, r.stderr
     assert float(r.stdout.strip()) == pytest.approx(runs["first"], abs=1e-6)
     assert "reference statistics of" in r.stderr and "FID reference" not in r.stderr  # read from the cache
+
+
+# ---------------------------------------------------------------- UpsampledFID (Sec. 4.2, Fig. 3)
+
+
+def test_upsample_modes_shapes_and_inr_is_the_denser_grid(tmp_path):
+    G = fid_stage.load_generator(tiny_generator(tmp_path / "g.safetensors"))
+    low = generate(G, 0, 2, seed=4)
+    for mode in fid_stage.UPSAMPLES:
+        up = fid_stage.sample_pixels(G, 0, 2, seed=4, psi=1.0, resolution=64, upsample=mode)
+        assert up.shape == (2, 3, 64, 64) and up.dtype == torch.uint8
+    inr = fid_stage.sample_pixels(G, 0, 2, seed=4, psi=1.0, resolution=64, upsample="inr")
+    with torch.no_grad():
+        theta = G.inr_params(G.mapping(sample_latents(8, 0, 2, seed=4)))
+        dense = fid_stage.quantize(G.render(theta, resolution=64))
+    assert torch.equal(inr, dense)  # rendered on the 64x64 grid, not upsampled
+    nearest = fid_stage.sample_pixels(G, 0, 2, seed=4, psi=1.0, resolution=64, upsample="nearest")
+    assert torch.equal(nearest, low.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+    for mode in fid_stage.CLASSICAL:  # flat stays flat (no ringing, no shift); any size works
+        flat = fid_stage.upsample_pixels(torch.full((1, 1, 5, 5), 77, dtype=torch.uint8), 12, mode)
+        assert flat.shape == (1, 1, 12, 12) and (flat == 77).all()
+    smooth = [fid_stage.sample_pixels(G, 0, 2, 4, 1.0, 64, m) for m in ("bilinear", "bicubic")]
+    assert not torch.equal(smooth[0], nearest) and not torch.equal(smooth[0], smooth[1])
+    assert (smooth[0].float().mean() - low.float().mean()).abs() < 1.0
+
+
+def test_upsample_all_cli(sets, tmp_path, monkeypatch, capsys):
+    """`--scale 2 --upsample all`: four FIDs side by side on stdout, reference statistics computed once, one stats
+    line per mode, the comparison PNG; the single modes give the same numbers."""
+    from inrkit import cli
+
+    gen = tiny_generator(tmp_path / "g.safetensors")
+    calls = {"reference": 0, "generator": []}
+    original_ds, original_gen = fid_stage.dataset_features, fid_stage.generator_features
+
+    def count_ds(*args, **kwargs):
+        calls["reference"] += 1
+        return original_ds(*args, **kwargs)
+
+    def count_gen(*args, **kwargs):
+        calls["generator"].append(kwargs["upsample"])
+        return original_gen(*args, **kwargs)
+
+    monkeypatch.setattr(fid_stage, "dataset_features", count_ds)
+    monkeypatch.setattr(fid_stage, "generator_features", count_gen)
+    png, log, cache = tmp_path / "cmp.png", tmp_path / "stats.jsonl", tmp_path / "cache"
+    monkeypatch.setattr(sys, "argv", ["inrkit", "fid", str(gen), "--data", str(sets["real"]), "--n", "3", "--scale",
+                                      "2", "--upsample", "all", "--compare-out", str(png), "--cache-dir", str(cache),
+                                      "--stats", str(log), "--batch", "4", "--workers", "0", "--device", "cpu"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code in (0, None)
+    header, values = capsys.readouterr().out.strip().splitlines()
+    assert header.split() == ["nearest", "bilinear", "bicubic", "inr"]
+    fids = dict(zip(header.split(), map(float, values.split()), strict=True))
+    assert all(np.isfinite(v) and v > 0 for v in fids.values())
+    assert calls["reference"] == 1 and calls["generator"] == ["nearest", "bilinear", "bicubic", "inr"]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["upsample"], r["resolution"], r["scale"]) for r in records] == [(m, 64, 2.0) for m in fids]
+    assert [r["fid"] for r in records] == pytest.approx(list(fids.values()), abs=1e-5)
+    sheet = np.asarray(Image.open(png))
+    assert sheet.shape == (64, 4 * 64 + 3 * 4, 3)
+    G = fid_stage.load_generator(gen)
+    for k, mode in enumerate(fid_stage.UPSAMPLES):  # tile k is sample 0 made the k-th way
+        tile = fid_stage.sample_pixels(G, 0, 1, 0, 1.0, 64, mode)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(sheet[:, k * 68 : k * 68 + 64], tile)
+    single = dict(n=3, cache_dir=cache, **COMMON)
+    bicubic = fid(gen, str(sets["real"]), scale=2, upsample="bicubic", **single)
+    assert bicubic == pytest.approx(fids["bicubic"], abs=1e-4)
+    assert fid(gen, str(sets["real"]), resolution=64, **single) == pytest.approx(fids["inr"], abs=1e-4)  # default
+    assert calls["reference"] == 1  # cached
+
+
+def test_upsample_bad_combinations(sets, tmp_path):
+    gen, real = tiny_generator(tmp_path / "g.safetensors"), str(sets["real"])
+    cases = [
+        (dict(source=sets["real"], scale=2), "apply only to a generator"),
+        (dict(source=sets["real"], upsample="bilinear", resolution=64), "apply only to a generator"),
+        (dict(source=gen, upsample="bilinear"), "needs a comparison size above the 32x32"),
+        (dict(source=gen, upsample="nearest", scale=1), "needs a comparison size above"),
+        (dict(source=gen, upsample="nearest", resolution=16), "needs a comparison size above"),
+        (dict(source=gen, scale=2, resolution=48), "means 64x64 for this 32x32 generator but --resolution is 48"),
+        (dict(source=gen, scale=1.01), "not a whole number of pixels"),
+        (dict(source=gen, scale=-1), "must be a positive number"),
+        (dict(source=gen, scale=2, upsample="lanczos"), "unknown --upsample 'lanczos'"),
+        (dict(source=gen, scale=2, compare_out=tmp_path / "x.png"), "only with --upsample all"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InrkitError, match=message):
+            fid(kwargs.pop("source"), real, cache_dir=tmp_path / "c", **COMMON, **kwargs)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "x.png").exists()
+    assert fid_stage._target_resolution(32, 64, 2.0) == 64 and fid_stage._target_resolution(32, None, 1.5) == 48

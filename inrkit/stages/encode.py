@@ -197,3 +197,43 @@ def encode(
     print0(f"encoded {metrics['count']} images in {steps} steps: PSNR {metrics['psnr']:.2f} dB{change}  "
            f"{metrics['images_per_second']:.1f} images/s -> {out}")
     return metrics
+
+
+FUNCTA_DEFAULTS = dict(steps=3, batch=64)  # inner-loop steps and images per batch for a functa-model
+GENERATOR_DEFAULTS = dict(steps=1000, batch=16)  # the StyleGAN2 projector's steps; images optimised together
+
+
+def encode_artifact(
+    artifact: Path,                    # a functa-model (from meta) or a generator (from train-gan) artifact
+    images: str | None = None,         # images to encode; --data is the same thing (either, not both)
+    *,
+    data: str | None = None,
+    out: Path | None = None,           # default: out/functaset.safetensors or out/latents.safetensors
+    functa: dict | None = None,        # functa-model options (bits, labels, resolution, embed_model, workers)
+    generator: dict | None = None,     # generator options (space, lr, noise, perceptual, seed)
+    **common,                          # both kinds: steps, batch, count, split, device, progress
+) -> dict:
+    """`inrkit encode`: dispatch on the artifact's kind; options of the other kind (given, i.e. not None) are
+    refused in one sentence. Returns the stage's metrics."""
+    kind = artifacts.kind_of(artifact)
+    owners = dict(zip(("functa-model", "generator"), (functa or {}, generator or {}), strict=True))
+    if kind not in owners:
+        raise InrkitError(f"{artifact} is a {kind} artifact; `encode` takes a functa-model or a generator artifact.")
+    for owner, given in owners.items():
+        names = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+        if names and owner != kind:
+            raise InrkitError(f"{', '.join(names)} {'apply' if len(names) > 1 else 'applies'} to {owner} "
+                              f"artifacts, not to a {kind} artifact.")
+    if images is not None and data is not None:
+        raise InrkitError("give the images once: as the IMAGES argument or as --data, not both.")
+    images = images if images is not None else data
+    if images is None:
+        raise InrkitError(f"no images to encode; pass them after {artifact} (or as --data).")
+    defaults = FUNCTA_DEFAULTS if kind == "functa-model" else GENERATOR_DEFAULTS
+    common = {k: (defaults.get(k) if v is None else v) for k, v in common.items() if v is not None or k in defaults}
+    options = {k: v for k, v in owners[kind].items() if v is not None}
+    if kind == "generator":
+        from inrkit.stages.project import encode_generator
+
+        return encode_generator(artifact, images, Path(out or "out/latents.safetensors"), **options, **common)
+    return encode(artifact, images, Path(out or "out/functaset.safetensors"), **options, **common)

@@ -9,9 +9,16 @@ SOURCE is either
     as a PNG of the sample would be, so FID of a generator equals FID of a folder of its saved samples;
   - or any image set the data layer opens (folder, .zip, shards, builtin:NAME).
 
-Both sides are compared at one resolution R: --resolution, else the generator's training resolution, else the
-size of the source images. A generator renders directly at R (above its training size this is the paper's
-UpsampledFID, Sec. 4.2); images are converted to R by the data layer (centre crop, LANCZOS down, BICUBIC up).
+Both sides are compared at one resolution R: --resolution (or, for a generator, --scale times its training
+size), else the generator's training resolution, else the size of the source images. Image sets (the reference
+images always) are converted to R by the data layer (centre crop, LANCZOS down, BICUBIC up).
+
+A generator renders directly at R by default. Above its training size r this is the paper's UpsampledFID
+(Sec. 4.2, Fig. 3), whose baselines --upsample selects: samples rendered at r, quantised to uint8 as saved
+images are, then upsampled to R by torch interpolation of the pixel values (nearest-exact, bilinear or bicubic,
+align_corners=False; bicubic is torch's a = -0.75 kernel, PIL's is a = -0.5), rounded and clipped to uint8.
+`inr` renders on the denser grid. `all` scores the four against one reference statistic and draws sample 0
+four ways side by side (nearest | bilinear | bicubic | inr) in a PNG.
 
 Reference statistics of --data are computed once and cached in `cache_dir` (default $INRKIT_FID_CACHE, else
 ~/.cache/inrkit/fid) as a small .npz, written atomically, named and keyed by the dataset's fingerprint (which
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -48,12 +56,16 @@ from inrkit.metrics.fid import (
     stats_to_bytes,
 )
 from inrkit.models.inrgan import InrGanGenerator
+from inrkit.pictures import save_png, side_by_side
 from inrkit.progress import StatsWriter
 from inrkit.runtime import pick_device, print0
 
 DEFAULT_SAMPLES = 50_000  # FID50k: the usual protocol for generators (StyleGAN2, INR-GAN Tables 1-2)
 CACHE_ENV = "INRKIT_FID_CACHE"
 RENDER_BUDGET = 2**26  # floats of one layer's activations (256 MB) above which a generator renders in chunks
+CLASSICAL = ("nearest", "bilinear", "bicubic")  # UpsampledFID's baselines (Sec. 4.2, Fig. 3)
+UPSAMPLES = (*CLASSICAL, "inr")  # ... and the INR rendered on the denser grid
+COMPARE_PNG = "upsampled-fid.png"  # --upsample all: one sample four ways, in the current folder by default
 
 
 def default_cache_dir() -> Path:
@@ -100,14 +112,35 @@ def generate(G: InrGanGenerator, start: int, count: int, seed: int, psi: float =
     return quantize(images).cpu()
 
 
+def upsample_pixels(pixels: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Classical upsampling of uint8 images (B, C, r, r) -> uint8 (B, C, size, size), as of saved samples:
+    torch interpolation of the pixel values as floats (align_corners=False; "nearest" is nearest-exact, the
+    pixel-centre rule of PIL's NEAREST; bicubic is torch's a = -0.75 kernel), then rounded and clipped."""
+    if mode not in CLASSICAL:
+        raise ValueError(f"unknown classical upsampling {mode!r}")
+    kwargs = dict(mode="nearest-exact") if mode == "nearest" else dict(mode=mode, align_corners=False)
+    up = torch.nn.functional.interpolate(pixels.float(), size=(size, size), **kwargs)
+    return up.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def sample_pixels(G: InrGanGenerator, start: int, count: int, seed: int, psi: float, resolution: int,
+                  upsample: str = "inr") -> torch.Tensor:
+    """Samples at `resolution` as uint8 (count, C, R, R): rendered there by the INR ("inr"), or rendered at the
+    training size and upsampled classically (nearest | bilinear | bicubic; UpsampledFID, Sec. 4.2)."""
+    if upsample == "inr":
+        return generate(G, start, count, seed, psi, resolution)
+    return upsample_pixels(generate(G, start, count, seed, psi), resolution, upsample)
+
+
 def generator_features(G: InrGanGenerator, n: int, model, *, seed: int, psi: float, resolution: int,
-                       batch: int) -> np.ndarray:
+                       batch: int, upsample: str = "inr") -> np.ndarray:
     def batches():
         for start in range(0, n, batch):
-            pixels = generate(G, start, min(batch, n - start), seed, psi, resolution)
+            pixels = sample_pixels(G, start, min(batch, n - start), seed, psi, resolution, upsample)
             yield torch.stack([clean_resize(p) for p in pixels])
 
-    return extract_features(batches(), n, model, description="FID generator")
+    label = "" if upsample == "inr" and resolution == G.config["resolution"] else f" ({upsample})"
+    return extract_features(batches(), n, model, description=f"FID generator{label}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,7 +212,7 @@ def _native_side(spec: str, role: str) -> int:
 # The stage
 
 
-def _check_options(n, data_count, psi, seed, batch, workers, resolution) -> None:
+def _check_options(n, data_count, psi, seed, batch, workers, resolution, scale, upsample) -> None:
     for name, value, least in (("--n", n, 2), ("--data-count", data_count, 2), ("--resolution", resolution, 1)):
         if value is not None and value < least:
             raise InrkitError(f"{name} must be at least {least}, got {value}"
@@ -190,27 +223,56 @@ def _check_options(n, data_count, psi, seed, batch, workers, resolution) -> None
         raise InrkitError(f"--psi must be in [0, 1], got {psi}.")
     if batch < 1 or workers < 0:
         raise InrkitError(f"--batch must be at least 1 and --workers at least 0, got {batch} and {workers}.")
+    if scale is not None and not (scale > 0 and math.isfinite(scale)):
+        raise InrkitError(f"--scale must be a positive number, got {scale}.")
+    if upsample is not None and upsample not in (*UPSAMPLES, "all"):
+        raise InrkitError(f"unknown --upsample {upsample!r}; choose nearest, bilinear, bicubic, inr or all.")
 
 
 def _is_artifact(source) -> bool:
     return isinstance(source, (str, Path)) and str(source).endswith(".safetensors")
 
 
-def _prepare_generator(source, dev: torch.device, psi: float, seed: int,
-                       resolution: int | None) -> tuple[InrGanGenerator, int]:
-    """The generator to sample (loaded onto `dev` unless given as an object) and the resolution to render."""
+def _target_resolution(trained: int, resolution: int | None, scale: float | None) -> int:
+    """The comparison size: --resolution, or --scale times the training size (a whole number of pixels); both
+    given must agree."""
+    if scale is None:
+        return resolution or trained
+    side = round(scale * trained)
+    if side < 1 or abs(scale * trained - side) > 1e-6:
+        raise InrkitError(f"--scale {scale:g} of the {trained}x{trained} training size is not a whole number of "
+                          "pixels; choose a scale that gives one, or pass --resolution.")
+    if resolution is not None and resolution != side:
+        raise InrkitError(f"--scale {scale:g} means {side}x{side} for this {trained}x{trained} generator but "
+                          f"--resolution is {resolution}; give only one of them.")
+    return side
+
+
+def _upsample_modes(upsample: str | None, trained: int, R: int, compare_out) -> tuple[str, ...]:
+    """The sample paths to score: the INR on the R grid by default; --upsample asks for classical ones too."""
+    if upsample is None:
+        upsample = "inr"
+    elif R <= trained:
+        raise InrkitError(f"--upsample needs a comparison size above the {trained}x{trained} training size "
+                          f"(--scale above 1), not {R}x{R}.")
+    if compare_out is not None and upsample != "all":
+        raise InrkitError("--compare-out applies only with --upsample all.")
+    return UPSAMPLES if upsample == "all" else (upsample,)
+
+
+def _prepare_generator(source, dev: torch.device, psi: float, seed: int, resolution: int | None,
+                       scale: float | None) -> tuple[InrGanGenerator, int]:
+    """The generator to sample (loaded onto `dev` unless given as an object) and the resolution to compare at."""
     given = isinstance(source, torch.nn.Module)
     G = source if given else load_generator(source, dev)
     if G.config["out_channels"] not in (1, 3):
         raise InrkitError(f"FID needs RGB or grey images; this generator makes {G.config['out_channels']} channels.")
+    trained = G.config["resolution"]
+    R = _target_resolution(trained, resolution, scale)
     if psi != 1.0 and not given and not G.w_avg.any():
         print0("the generator has no tracked w_avg; estimating it from 10,000 samples for truncation.")
         G.estimate_w_avg(seed=seed)
-    trained = G.config["resolution"]
-    if resolution is not None and resolution != trained:
-        print0(f"rendering at {resolution}x{resolution}, the generator being trained at {trained}x{trained}"
-               + (": UpsampledFID (Sec. 4.2)." if resolution > trained else "."))
-    return G, resolution or trained
+    return G, R
 
 
 def _images_resolution(source: str, data: str, resolution: int | None) -> int:
@@ -225,6 +287,20 @@ def _images_resolution(source: str, data: str, resolution: int | None) -> int:
     return side
 
 
+def write_comparison(path: str | Path, G: InrGanGenerator, seed: int, psi: float, resolution: int) -> Path:
+    """Sample 0 at `resolution` four ways, left to right: nearest, bilinear, bicubic, INR (Fig. 3)."""
+    tiles = [sample_pixels(G, 0, 1, seed, psi, resolution, mode)[0].permute(1, 2, 0).float() / 255
+             for mode in UPSAMPLES]
+    return save_png(path, side_by_side(*tiles))
+
+
+def _describe(trained: int, R: int, mode: str) -> str:
+    if R == trained:
+        return f"at {R}x{R}"
+    how = "rendered by the INR" if mode == "inr" else f"{mode}-upsampled from {trained}x{trained}"
+    return f"at {R}x{R} ({how}" + ("; UpsampledFID, Sec. 4.2)" if R > trained else ")")
+
+
 def fid(
     source,  # generator artifact path, InrGanGenerator, or images (folder, .zip, shards, builtin:NAME)
     data: str,  # reference images (statistics cached)
@@ -232,6 +308,9 @@ def fid(
     n: int | None = None,  # images from the source (default: all of a dataset; 50,000 generator samples)
     data_count: int | None = None,  # use the first N reference images (default: all)
     resolution: int | None = None,  # compare at R x R (default: generator training size or source image size)
+    scale: float | None = None,  # generator: compare at scale x the training size (same as --resolution)
+    upsample: str | None = None,  # generator, above its training size: nearest | bilinear | bicubic | inr | all
+    compare_out: str | Path | None = None,  # --upsample all: the comparison PNG (default ./upsampled-fid.png)
     psi: float = 1.0,  # truncation, generator only (App. B.3)
     seed: int = 0,  # generator samples: sample k draws z from default_rng([seed, k])
     batch: int = 32,  # images per Inception batch (and per generator batch)
@@ -240,23 +319,29 @@ def fid(
     cache_dir: str | Path | None = None,  # reference statistics cache (default: default_cache_dir())
     stats: str | Path | None = None,  # append the result as one JSON line to this file (e.g. a run's stats.jsonl)
     stats_extra: dict | None = None,  # more fields for that line (e.g. {"kimg": 120} from a training loop)
-) -> float:
-    """FID between SOURCE and the reference images --data; prints a summary and returns the value."""
+) -> float | dict[str, float]:
+    """FID between SOURCE and the reference images --data; prints a summary and returns the value, or with
+    --upsample all the four values {nearest, bilinear, bicubic, inr}."""
     start = time.perf_counter()
-    _check_options(n, data_count, psi, seed, batch, workers, resolution)
+    _check_options(n, data_count, psi, seed, batch, workers, resolution, scale, upsample)
     data = str(data)
     if data.endswith(".safetensors"):
         raise InrkitError(f"--data must be images (a folder, .zip, shards or builtin:NAME), not the artifact {data}.")
     dev = pick_device(device)
     generator = isinstance(source, torch.nn.Module) or _is_artifact(source)
+    modes = ("inr",)
     if generator:
-        G, R = _prepare_generator(source, dev, psi, seed, resolution)
+        G, R = _prepare_generator(source, dev, psi, seed, resolution, scale)
+        trained = G.config["resolution"]
+        modes = _upsample_modes(upsample, trained, R, compare_out)
         label, count = "generator" if isinstance(source, torch.nn.Module) else str(source), n or DEFAULT_SAMPLES
     elif psi != 1.0:
         raise InrkitError("--psi applies only to a generator source, not to images.")
+    elif scale is not None or upsample is not None or compare_out is not None:
+        raise InrkitError("--scale, --upsample and --compare-out apply only to a generator source, not to images.")
     else:
         label = str(source)
-        R = _images_resolution(label, data, resolution)
+        R = trained = _images_resolution(label, data, resolution)
         src_ds = open_dataset(label, R, count=n)
         count = len(src_ds)
     ref_ds = open_dataset(data, R, count=data_count)
@@ -265,15 +350,25 @@ def fid(
     model = load_inception(str(dev))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     ref, _ = reference_stats(ref_ds, model, cache_dir=cache, batch=batch, workers=workers)
-    if generator:
-        feats = generator_features(G, count, model, seed=seed, psi=psi, resolution=R, batch=batch)
-    else:
-        feats = dataset_features(src_ds, model, batch=batch, workers=workers, description="FID source")
-    value = fid_from_stats(feature_stats(feats), ref)
+    values = {}
+    for mode in modes:
+        if generator:
+            feats = generator_features(G, count, model, seed=seed, psi=psi, resolution=R, batch=batch, upsample=mode)
+        else:
+            feats = dataset_features(src_ds, model, batch=batch, workers=workers, description="FID source")
+        values[mode] = fid_from_stats(feature_stats(feats), ref)
     seconds = time.perf_counter() - start
-    print0(f"FID {value:.4f}: {label} ({count} images) vs {data} ({len(ref_ds)} images) at {R}x{R}, {seconds:.0f} s")
-    if stats is not None:
-        record = dict(fid=value, source=label, data=data, n=count, data_count=len(ref_ds), resolution=R, psi=psi,
-                      seed=seed, seconds=round(seconds, 2))
-        StatsWriter(Path(stats), append=True).write(**record, **(stats_extra or {}))
-    return value
+    for mode, value in values.items():
+        print0(f"FID {value:.4f}: {label} ({count} images) vs {data} ({len(ref_ds)} images) "
+               f"{_describe(trained, R, mode)}, {seconds:.0f} s")
+        if stats is not None:
+            record = dict(fid=value, source=label, data=data, n=count, data_count=len(ref_ds), resolution=R, psi=psi,
+                          seed=seed, seconds=round(seconds, 2))
+            if generator and R != trained:
+                record.update(upsample=mode, scale=R / trained)
+            StatsWriter(Path(stats), append=True).write(**record, **(stats_extra or {}))
+    if upsample != "all":
+        return values[modes[0]]
+    picture = write_comparison(compare_out or COMPARE_PNG, G, seed, psi, R)
+    print0(f"sample 0 four ways (nearest | bilinear | bicubic | inr) -> {picture}")
+    return values

@@ -51,7 +51,8 @@ from inrkit.stages.meta import _check_in_sync, parameters_sha256
 # Options that change what is learned: a resumed run must match them. The others (kimg, tick_kimg,
 # snapshot_ticks, fid_ticks, fid_n, workers, device, progress) may change between runs.
 TRAINING_KEYS = ("data", "arch", "resolution", "channels", "blocks", "fmm_rank", "modulation", "fourier",
-                 "multiscale", "upsample", "z_dim", "hyper_hidden", "d_channel_base", "d_channel_max", "batch",
+                 "multiscale", "upsample", "fourier_scale", "z_dim", "flip", "hyper_hidden", "d_channel_base",
+                 "d_channel_max", "batch",
                  "lr_g", "lr_shared", "lr_d", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "seed")
 GRID = (4, 8)  # rows x columns of the sample grid
 GRID_SEED = 123  # the grid's latents: the same in every snapshot and every run
@@ -84,6 +85,7 @@ def train_gan(
     fourier: bool = True,            # Fourier features at block starts
     multiscale: bool = True,         # False: every block at the output resolution
     upsample: str = "nearest",       # nearest | bilinear
+    fourier_scale: float = 10.0,     # std of the initial Fourier frequencies, radians per unit of [0, 1]
     z_dim: int = 512,                # App. A
     hyper_hidden: int = 1024,        # hypernetwork width (App. A)
     d_channel_base: int = 16384,     # discriminator channels: config-e (32768: config-f)
@@ -91,6 +93,7 @@ def train_gan(
     kimg: float = 25_000,            # thousands of real images shown to D in all (StyleGAN2: 25000)
     seconds: float | None = None,    # stop this run after this much wall time (a tick and a snapshot end it)
     batch: int = 32,                 # images per step over all ranks (StyleGAN2 config-e: 32)
+    flip: bool = True,               # random horizontal flips of the reals (Sec. 4.1); off for digits or text
     lr_g: float = 1e-5,              # G's hypernetwork (App. A)
     lr_shared: float = 5e-4,         # the INR's shared parameters (App. A)
     lr_d: float = 3e-3,              # D (App. A)
@@ -115,7 +118,8 @@ def train_gan(
     options["out"], options["blocks"] = str(out), parse_blocks(blocks)
     cfg = generator_config(arch=arch, resolution=resolution, blocks=options["blocks"], z_dim=z_dim,
                            hyper_hidden=hyper_hidden, fmm_rank=fmm_rank, modulation=modulation, fourier=fourier,
-                           multiscale=multiscale, upsample=upsample, out_channels=channels)
+                           multiscale=multiscale, upsample=upsample, fourier_scale=fourier_scale,
+                           out_channels=channels)
     options["blocks"] = cfg["blocks"]
     dcfg = discriminator_config(resolution=resolution, in_channels=channels, channel_base=d_channel_base,
                                 channel_max=d_channel_max)
@@ -149,7 +153,7 @@ def train_gan(
         runtime.broadcast_parameters(model)
     stats = StatsWriter(run_dir / "stats.jsonl", append=pos["step"] > 0)
     local = batch // world
-    loader = make_loader(dataset, local, seed=seed, start=pos["images"] // world, flip=True, workers=workers)
+    loader = make_loader(dataset, local, seed=seed, start=pos["images"] // world, flip=flip, workers=workers)
     total = int(round(kimg * 1000))
     snap = dict(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, out=out, run_dir=run_dir, options=options,
                 training=training, dcfg=dcfg, keep=keep_snapshots)
