@@ -103,13 +103,17 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 def generate(G: InrGanGenerator, start: int, count: int, seed: int, psi: float = 1.0,
              resolution: int | None = None) -> torch.Tensor:
     """Samples start..start+count-1 as uint8 (count, C, R, R) on the CPU; R defaults to the training size."""
-    device = G.w_avg.device
-    z = sample_latents(G.config["z_dim"], start, count, seed).to(device)
-    r = resolution or G.config["resolution"]
-    width = max(w for _, _, w in G.config["blocks"])
+    z = sample_latents(G.config["z_dim"], start, count, seed).to(G.w_avg.device)
+    return render_w(G, G.mapping(z, psi=psi, update_w_avg=False), resolution)
+
+
+@torch.no_grad()
+def render_w(G: InrGanGenerator, w: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
+    """w (count, hyper_hidden) -> uint8 (count, C, R, R) on the CPU, rendered in chunks when the grid is large."""
+    count, r = len(w), resolution or G.config["resolution"]
+    width = max(b[2] for b in G.config["blocks"])
     chunk = None if count * r * r * width <= RENDER_BUDGET else max(1024, RENDER_BUDGET // (count * width))
-    images = G.render(G.inr_params(G.mapping(z, psi=psi, update_w_avg=False)), resolution=r, chunk=chunk)
-    return quantize(images).cpu()
+    return quantize(G.render(G.inr_params(w), resolution=r, chunk=chunk)).cpu()
 
 
 def upsample_pixels(pixels: torch.Tensor, size: int, mode: str) -> torch.Tensor:

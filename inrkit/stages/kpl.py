@@ -37,7 +37,7 @@ from inrkit.models.inrgan import InrGanGenerator
 from inrkit.pictures import save_png
 from inrkit.progress import progress_bar
 from inrkit.runtime import pick_device, print0
-from inrkit.stages.fid import generate, load_generator, sample_latents
+from inrkit.stages.fid import load_generator, render_w, sample_latents
 
 DEFAULT_TRAIN = 10_000  # N_tr (App. B.2)
 DEFAULT_TEST = 256  # N_ts (App. B.2)
@@ -72,7 +72,7 @@ def generator_sampler(G: InrGanGenerator, seed: int) -> Sampler:
         z = sample_latents(G.config["z_dim"], start, count, seed)
         with torch.no_grad():
             w = G.mapping(z.to(G.w_avg.device), update_w_avg=False)
-        images = generate(G, start, count, seed)
+        images = render_w(G, w)  # the images `generate` makes for these seeds, without mapping z again
         return {"z": z.numpy(), "w": w.float().cpu().numpy()}, images.permute(0, 2, 3, 1).numpy()
 
     return render
@@ -121,8 +121,7 @@ def project_latents(G: InrGanGenerator, targets: torch.Tensor, space: str, *, st
 
     result = project(G, targets.to(G.w_avg.device), space=space, steps=steps, seed=seed, batch=batch,
                      perceptual=perceptual)
-    latents = torch.as_tensor(result.latents).detach().float().cpu().numpy()
-    return latents, torch.as_tensor(result.errors).detach().float().cpu().numpy()
+    return result.latents.numpy(), result.errors.numpy()
 
 
 def keypoints_picture(images: np.ndarray, detected: np.ndarray, predicted: dict[str, np.ndarray], *,
