@@ -169,7 +169,7 @@ def train_gan(
                          ema_kimg, ema_rampup)
             sums += torch.tensor([info["loss_g"], info["loss_d"], info["r1"], 1.0], dtype=torch.float64)
             update(advance=batch, loss_g=info["loss_g"], loss_d=info["loss_d"])
-            done = pos["images"] >= total or (seconds is not None and time.perf_counter() - start >= seconds)
+            done = pos["images"] >= total or _out_of_time(start, seconds, dev)
             if pos["images"] < pos["tick_images"] + tick_kimg * 1000 and not done:
                 continue
             pos["tick"] += 1
@@ -287,6 +287,18 @@ def _update_ema(G, G_ema, images: int, batch: int, ema_kimg: float, ema_rampup: 
         p_ema.copy_(p.detach().lerp(p_ema, beta))
     for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
         b_ema.copy_(b)
+
+
+def _out_of_time(start: float, seconds: float | None, device) -> bool:
+    """--seconds spent? Rank 0's clock decides for all ranks, so they stop at the same step."""
+    if seconds is None:
+        return False
+    late = time.perf_counter() - start >= seconds
+    if runtime.world_size() > 1:
+        flag = torch.tensor([float(late)], device=device)
+        torch.distributed.broadcast(flag, 0)
+        late = bool(flag.item())
+    return late
 
 
 def _average_buffer(buffer: torch.Tensor) -> None:
