@@ -1,0 +1,32 @@
+"""The stages compute what they computed before the restructure: fixed-seed tiny runs of fit, meta, train-gan
+and encode write tensors with the sha256 recorded in tests/data/behaviour_hashes.json (see tests/behaviour.py
+for the commands and how to regenerate the file)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+RECORD = json.loads((HERE / "data" / "behaviour_hashes.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def hashes():
+    if torch.__version__ != RECORD["torch"] or os.uname().machine != RECORD["machine"]:
+        pytest.skip(f"hashes were recorded with torch {RECORD['torch']} on {RECORD['machine']}; regenerate them "
+                    "with tests/behaviour.py --write on a known-good commit to compare here")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(HERE / "behaviour.py")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout[done.stdout.index("{"):])["hashes"]
+
+
+@pytest.mark.parametrize("name", sorted(RECORD["hashes"]))
+def test_same_tensors_as_recorded(hashes, name):
+    assert hashes[name] == RECORD["hashes"][name]
