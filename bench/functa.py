@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from inrkit import artifacts
+from inrkit.core import artifacts
 from inrkit.data import open_dataset
 from inrkit.fields.siren import Siren
 from inrkit.models.metalearn import encode, image_targets

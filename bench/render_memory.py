@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from inrkit import artifacts
+from inrkit.core import artifacts
 from inrkit.fields import build_field
 from inrkit.stages.fit import field_config
 

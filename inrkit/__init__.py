@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 
 def load(path, kind=None):
-    """Rebuild the object an artifact holds (see inrkit.artifacts.load)."""
-    from inrkit.artifacts import load as _load
+    """Rebuild the object an artifact holds (see inrkit.core.artifacts.load)."""
+    from inrkit.core.artifacts import load as _load
 
     return _load(path, kind)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 app = typer.Typer(
     help="Implicit neural representations: fit, meta-learn, GANs, diffusion, and rendering on any grid.",

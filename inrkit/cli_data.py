@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from inrkit.data import DATA_HELP, pack_dataset, show_dataset
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 data_app = typer.Typer(
     help="Look at image datasets and pack them into webdataset shards.",

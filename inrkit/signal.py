@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 # scikit-image images that load offline (ASSETS.md); the others need a download.
 BUILTIN_IMAGES = ("astronaut", "brick", "camera", "chelsea", "coffee", "grass", "gravel", "hubble_deep_field",

@@ -5,8 +5,8 @@ import struct
 import pytest
 import torch
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.fields.mlp import FourierMLP
 
 

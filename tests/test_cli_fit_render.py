@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from inrkit import artifacts
+from inrkit.core import artifacts
 from inrkit.fields.grid import evaluate
 from inrkit.fields.mlp import FourierMLP
-from inrkit.pictures import to_uint8
+from inrkit.core.pictures import to_uint8
 from inrkit.stages.render import render
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from inrkit.data import make_loader, open_dataset, pack_dataset
 from inrkit.data.image import check_bytes
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 R = 16  # test resolution
 GOOD_PER_CLASS = 5

@@ -9,7 +9,7 @@ import torch
 
 from inrkit.data import InfiniteSampler, make_loader, open_dataset
 from inrkit.data.loader import flip_coin
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 N = 301  # odd, so epochs do not split evenly between two ranks
 

@@ -19,9 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
-from inrkit import artifacts
+from inrkit.core import artifacts
 from inrkit.data import open_dataset
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.metrics import fid as fid_metrics
 from inrkit.metrics.fid import Stats, feature_stats, fid_from_stats, load_inception, stats_from_file
 from inrkit.models.inrgan import InrGanGenerator

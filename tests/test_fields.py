@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.fields import build_field
 from inrkit.fields.encoding import FourierFeatures, PositionalEncoding
 from inrkit.fields.grid import evaluate, grid_points, make_grid, parse_ranges, parse_size

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import make_grid
 from inrkit.models import functa as functa_mod
 from inrkit.models.functa import SpatialFuncta, binary_coords, build_functa, parse_latent
@@ -460,7 +460,7 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(
         "import sys\n"
-        "from inrkit import runtime\n"
+        "from inrkit.core import runtime\n"
         "from inrkit.stages.meta import meta\n"
         "out = sys.argv[1]\n"
         f"m = meta('builtin:photos?count=16', out, steps=4, snapshot=2, **{dict(SMALL, functasets=False)!r})\n"

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import make_grid
 from inrkit.models.discriminator import Discriminator, channels_at, discriminator_config, minibatch_stddev
 from inrkit.models.inrgan import (

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from skimage import data, transform
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.metrics import keypoints as keypoints_module
 from inrkit.metrics.kpl import fit_linear, kpl_score, kpl_scores
 from inrkit.models.inrgan import InrGanGenerator

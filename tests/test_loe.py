@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.fields import build_field, loe
 from inrkit.fields.encoding import PositionalEncoding
 from inrkit.fields.grid import make_grid

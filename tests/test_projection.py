@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.metrics import projection
 from inrkit.metrics.projection import InceptionDistance, latent_stats, learning_rate, noise_strength, project
 from inrkit.models.inrgan import InrGanGenerator

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.fields.mlp import FourierMLP
 from inrkit.models.inrgan import InrGanGenerator, count_macs, generator_config
 from inrkit.stages.render import render

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.stages import train_gan as train_gan_mod
 from inrkit.stages.fid import load_generator
 from inrkit.stages.train_gan import parse_blocks, train_gan
@@ -169,7 +169,7 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(
         "import sys\n"
-        "from inrkit import runtime\n"
+        "from inrkit.core import runtime\n"
         "from inrkit.stages.meta import parameters_sha256\n"
         "from inrkit.stages import train_gan as t\n"
         "out = sys.argv[1]\n"

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 from PIL import Image
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 NAMES = ("photos", "digits", "faces")
 OPTIONS = ("count", "split", "seed")

@@ -23,8 +23,8 @@ from PIL import Image
 from inrkit.data.dataset import ImageDataset, open_dataset
 from inrkit.data.image import BadImage
 from inrkit.data.sources import DATASET_JSON
-from inrkit.errors import InrkitError
-from inrkit.progress import progress_bar
+from inrkit.core.errors import InrkitError
+from inrkit.core.progress import progress_bar
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 

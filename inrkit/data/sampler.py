@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 
 @functools.lru_cache(maxsize=4)

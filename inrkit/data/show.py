@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from inrkit.data.dataset import open_dataset
 from inrkit.data.image import BadImage, convert
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 MIN_TILE = 64  # small images (8x8 digits) are enlarged (nearest) to this size so they can be seen
 CAPTION = 14  # pixels of caption strip under each tile when there are labels

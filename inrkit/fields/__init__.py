@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.fields.base import Field
 from inrkit.fields.grid import make_grid
 

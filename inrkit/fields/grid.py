@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 Range = tuple[float, float]
 

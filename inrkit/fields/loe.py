@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.fields.base import Field
 from inrkit.fields.encoding import PositionalEncoding
 from inrkit.fields.grid import Range, make_grid

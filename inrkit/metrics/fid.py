@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from inrkit.errors import InrkitError
-from inrkit.progress import progress_bar
+from inrkit.core.errors import InrkitError
+from inrkit.core.progress import progress_bar
 
 FEATURE_DIM = 2048  # Inception-v3 pool3 features
 INCEPTION_SIZE = 299  # its input side

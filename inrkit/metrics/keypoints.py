@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 NUM_KEYPOINTS = 68
 INSTALL_HINT = "pip install 'inrkit[kpl]'"

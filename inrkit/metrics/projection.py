@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inrkit.errors import InrkitError
-from inrkit.progress import progress_bar
+from inrkit.core.errors import InrkitError
+from inrkit.core.progress import progress_bar
 
 SPACES = ("z", "w")
 STAT_SAMPLES = 10_000  # dlatent_avg_samples

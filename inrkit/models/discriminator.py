@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.models.macs import conv2d_macs, linear_macs
 
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import Range, grid_points
 
 INTERPS = ("nearest", "bilinear")

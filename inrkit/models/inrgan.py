@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import Range, make_grid
 from inrkit.models.macs import linear_macs
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from inrkit import artifacts, runtime
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts, runtime
+from inrkit.core.errors import InrkitError
 from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
 from inrkit.models.metalearn import decode, encode, outer_loss
-from inrkit.pictures import plot_curve, save_png
-from inrkit.progress import StatsWriter, progress_bar
-from inrkit.runtime import pick_device, print0, seed_all
+from inrkit.core.pictures import plot_curve, save_png
+from inrkit.core.progress import StatsWriter, progress_bar
+from inrkit.core.runtime import pick_device, print0, seed_all
 from inrkit.stages.encode import write_functaset
 
 ARCHS = ("spatial-functa", "functa")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import Range, evaluate
-from inrkit.pictures import save_gif, save_png
-from inrkit.runtime import pick_device, print0
+from inrkit.core.pictures import save_gif, save_png
+from inrkit.core.runtime import pick_device, print0
 
 
 def output_shape(base: tuple[int, ...], size: tuple[int, ...] | None, scale: float | None,

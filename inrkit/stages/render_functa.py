@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import Range
 from inrkit.models.functa import SpatialFuncta, build_functa
-from inrkit.pictures import save_png
-from inrkit.runtime import pick_device, print0
+from inrkit.core.pictures import save_png
+from inrkit.core.runtime import pick_device, print0
 from inrkit.stages.encode import MODEL_PREFIX, load_model
 from inrkit.stages.render import output_shape
 

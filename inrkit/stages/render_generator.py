@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from inrkit import artifacts
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import Range
-from inrkit.pictures import save_png
-from inrkit.runtime import pick_device, print0
+from inrkit.core.pictures import save_png
+from inrkit.core.runtime import pick_device, print0
 
 DEFAULT_SEEDS = 16  # seeds drawn when none are given
 SEED_BASE = 0  # the base seed of sample_latents (as `inrkit fid --seed 0`)

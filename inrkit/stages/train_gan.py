@@ -39,13 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inrkit import artifacts, runtime
-from inrkit.errors import InrkitError
+from inrkit.core import artifacts, runtime
+from inrkit.core.errors import InrkitError
 from inrkit.models.discriminator import Discriminator, discriminator_config
 from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_summary
-from inrkit.pictures import save_png
-from inrkit.progress import StatsWriter, progress_bar
-from inrkit.runtime import pick_device, print0, seed_all
+from inrkit.core.pictures import save_png
+from inrkit.core.progress import StatsWriter, progress_bar
+from inrkit.core.runtime import pick_device, print0, seed_all
 from inrkit.stages.meta import _check_in_sync, parameters_sha256
 
 # Options that change what is learned: a resumed run must match them. The others (kimg, tick_kimg,

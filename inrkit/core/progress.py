@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from inrkit.runtime import console, is_rank0
+from inrkit.core.runtime import console, is_rank0
 
 
 @contextmanager

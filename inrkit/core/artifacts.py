@@ -28,7 +28,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from inrkit import __version__
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 FORMAT_VERSION = 1
 _MAX_HEADER = 100 * 2**20  # a safetensors header larger than this is not one of ours

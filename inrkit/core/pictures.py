@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inrkit.artifacts import atomic_write_bytes
+from inrkit.core.artifacts import atomic_write_bytes
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

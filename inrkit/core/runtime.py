@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from inrkit.errors import InrkitError
+from inrkit.core.errors import InrkitError
 
 console = Console(stderr=True, highlight=False)
 
