@@ -45,7 +45,7 @@ def fit(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Fit one signal. Example: inrkit fit builtin:camera --arch loe --size 256 --out out/camera.safetensors"""
-    from inrkit.fields.grid import parse_size
+    from inrkit.core.parse import parse_size
     from inrkit.stages.fit import fit as run
 
     run(signal, out, arch=arch, width=width, depth=depth, tile=tile, blend=blend, arrangement=arrangement,
@@ -77,9 +77,8 @@ def render(
                                      help="Generator: write the per-block Fourier frequency histogram instead."),
 ) -> None:
     """Render an INR on any grid. Example: inrkit render out/camera.safetensors --scale 2 --out x2.png"""
-    from inrkit.fields.grid import parse_ranges, parse_size
+    from inrkit.core.parse import parse_index, parse_ranges, parse_size
     from inrkit.stages.render import render as run
-    from inrkit.stages.render_functa import parse_index
 
     if chunk < 1:
         raise InrkitError("--chunk must be at least 1.")
@@ -92,7 +91,7 @@ def render(
 
 def _seeds(text: str | None, option: str) -> list[int] | None:
     """'0-15' or '3,7' -> seeds, with the option named in the error."""
-    from inrkit.stages.render_functa import parse_index
+    from inrkit.core.parse import parse_index
 
     if text is None:
         return None

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from inrkit.data import DATA_HELP, pack_dataset, show_dataset
 from inrkit.core.errors import InrkitError
+from inrkit.data import DATA_HELP, pack_dataset, show_dataset
 
 data_app = typer.Typer(
     help="Look at image datasets and pack them into webdataset shards.",

@@ -36,9 +36,11 @@ def commands(root: Path) -> dict[str, list[str]]:
     """name -> inrkit argv; outputs go under `root`/name."""
     r = lambda name, file: str(root / name / file)  # noqa: E731
     return {
-        "fit-siren": ["fit", *FIT, "--arch", "siren", "--depth", "3", "--width", "16", "--out", r("fit-siren", "f.safetensors")],
+        "fit-siren": ["fit", *FIT, "--arch", "siren", "--depth", "3", "--width", "16",
+                      "--out", r("fit-siren", "f.safetensors")],
         "fit-pe": ["fit", *FIT, "--arch", "pe", "--depth", "3", "--width", "16", "--out", r("fit-pe", "f.safetensors")],
-        "fit-loe": ["fit", *FIT, "--arch", "loe", "--depth", "4", "--width", "16", "--out", r("fit-loe", "f.safetensors")],
+        "fit-loe": ["fit", *FIT, "--arch", "loe", "--depth", "4", "--width", "16",
+                    "--out", r("fit-loe", "f.safetensors")],
         "meta-nearest": ["meta", *META, "--latent", "4x4x4", "--interp", "nearest",
                          "--out", r("meta-nearest", "m.safetensors")],
         "meta-bilinear": ["meta", *META, "--latent", "4x4x4", "--interp", "bilinear",

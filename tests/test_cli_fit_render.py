@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from inrkit.core import artifacts
+from inrkit.core.pictures import to_uint8
 from inrkit.fields.grid import evaluate
 from inrkit.fields.mlp import FourierMLP
-from inrkit.core.pictures import to_uint8
 from inrkit.stages.render import render
 
 

@@ -18,9 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
+from inrkit.core.errors import InrkitError
 from inrkit.data import make_loader, open_dataset, pack_dataset
 from inrkit.data.image import check_bytes
-from inrkit.core.errors import InrkitError
 
 R = 16  # test resolution
 GOOD_PER_CLASS = 5

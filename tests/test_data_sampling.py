@@ -7,9 +7,9 @@ from itertools import islice
 import pytest
 import torch
 
+from inrkit.core.errors import InrkitError
 from inrkit.data import InfiniteSampler, make_loader, open_dataset
 from inrkit.data.loader import flip_coin
-from inrkit.core.errors import InrkitError
 
 N = 301  # odd, so epochs do not split evenly between two ranks
 

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from inrkit.core import artifacts
-from inrkit.data import open_dataset
 from inrkit.core.errors import InrkitError
+from inrkit.data import open_dataset
 from inrkit.metrics import fid as fid_metrics
 from inrkit.metrics.fid import Stats, feature_stats, fid_from_stats, load_inception, stats_from_file
 from inrkit.models.inrgan import InrGanGenerator

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from inrkit.core.errors import InrkitError
+from inrkit.core.parse import parse_ranges, parse_size
 from inrkit.fields import build_field
 from inrkit.fields.encoding import FourierFeatures, PositionalEncoding
-from inrkit.fields.grid import evaluate, grid_points, make_grid, parse_ranges, parse_size
+from inrkit.fields.grid import evaluate, grid_points, make_grid
 from inrkit.fields.mlp import FourierMLP
 from inrkit.fields.siren import Siren
 

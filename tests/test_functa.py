@@ -15,6 +15,7 @@ from PIL import Image
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
+from inrkit.core.parse import parse_index
 from inrkit.fields.grid import make_grid
 from inrkit.models import functa as functa_mod
 from inrkit.models.functa import SpatialFuncta, binary_coords, build_functa, parse_latent
@@ -22,7 +23,7 @@ from inrkit.models.metalearn import encode, image_targets, inner_loop, outer_los
 from inrkit.stages.encode import encode as encode_stage
 from inrkit.stages.encode import quantize
 from inrkit.stages.meta import load_recipe, meta
-from inrkit.stages.render_functa import parse_index, render_functaset
+from inrkit.stages.render_functa import render_functaset
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 threads on a busy 2-core machine are slower than one

@@ -105,9 +105,11 @@ def save(path: str | Path, art: Artifact) -> Path:
     return Path(path)
 
 
-def _read_metadata(path: Path) -> dict:
-    """Read only the header, validating the safetensors framing by hand so each failure gets its own
-    sentence, and checking the file is long enough for the tensors the header promises."""
+def read_header(path: str | Path) -> tuple[dict, dict]:
+    """(metadata, tensor index) from the header alone, validating the safetensors framing by hand so each
+    failure gets its own sentence, and checking the file is long enough for the tensors the header promises.
+    The index maps each tensor name to its {dtype, shape, data_offsets}."""
+    path = Path(path)
     if not path.is_file():
         raise InrkitError(f"{path} does not exist." if not path.exists() else f"{path} is not a file.")
     size = path.stat().st_size
@@ -131,7 +133,11 @@ def _read_metadata(path: Path) -> dict:
     meta = header.get("__metadata__") or {}
     if "kind" not in meta:
         raise InrkitError(f"{path} is a safetensors file but not an inrkit artifact (no 'kind' in its metadata).")
-    return meta
+    return meta, {k: v for k, v in header.items() if k != "__metadata__"}
+
+
+def _read_metadata(path: Path) -> dict:
+    return read_header(path)[0]
 
 
 def kind_of(path: str | Path) -> str:

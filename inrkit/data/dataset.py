@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from inrkit.core.errors import InrkitError
+from inrkit.core.runtime import print0
 from inrkit.data import builtin
 from inrkit.data.image import BadImage, convert, decode, to_float, to_uint8
 from inrkit.data.sources import open_source
-from inrkit.core.errors import InrkitError
-from inrkit.core.runtime import print0
 
 SPLITS = ("train", "heldout")
 # The --data help every stage shows (typer folds it into one paragraph).

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import torch
 
 from inrkit.core import runtime
+from inrkit.core.errors import InrkitError
 from inrkit.data.dataset import ImageDataset
 from inrkit.data.image import to_float
 from inrkit.data.sampler import InfiniteSampler
-from inrkit.core.errors import InrkitError
 
 _MASK = (1 << 64) - 1
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from inrkit.core.errors import InrkitError
+from inrkit.core.progress import progress_bar
 from inrkit.data.dataset import ImageDataset, open_dataset
 from inrkit.data.image import BadImage
 from inrkit.data.sources import DATASET_JSON
-from inrkit.core.errors import InrkitError
-from inrkit.core.progress import progress_bar
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 

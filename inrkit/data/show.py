@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from inrkit.core.errors import InrkitError
 from inrkit.data.dataset import open_dataset
 from inrkit.data.image import BadImage, convert
-from inrkit.core.errors import InrkitError
 
 MIN_TILE = 64  # small images (8x8 digits) are enlarged (nearest) to this size so they can be seen
 CAPTION = 14  # pixels of caption strip under each tile when there are labels

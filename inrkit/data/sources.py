@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from braceexpand import braceexpand
 
-from inrkit.data.image import HEAD_BYTES, IMAGE_EXTS, TAIL_BYTES, check_bytes, signature
 from inrkit.core.errors import InrkitError
+from inrkit.data.image import HEAD_BYTES, IMAGE_EXTS, TAIL_BYTES, check_bytes, signature
 
 SHARD_IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTS)
 DATASET_JSON = "dataset.json"  # written by `inrkit data pack` beside the shards: class names and counts

@@ -28,37 +28,8 @@ def make_grid(shape: tuple[int, ...], ranges: list[Range] | None = None) -> torc
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).float()
 
 
-def parse_size(text: str, ndim: int = 2) -> tuple[int, ...]:
-    """'256' -> (256, 256); '128x256' -> (128, 256) (H x W); for video 'TxHxW'."""
-    try:
-        parts = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise InrkitError(f"--size {text!r} is not a size; write it as N or HxW, e.g. 256 or 128x256.") from None
-    if len(parts) == 1:
-        parts = parts * ndim
-    if any(p <= 0 for p in parts):
-        raise InrkitError(f"--size {text!r} must be positive.")
-    return parts
 
 
-def parse_ranges(text: str, ndim: int = 2) -> list[Range]:
-    """'lo,hi' (same range on every spatial axis) or 'lo_x,hi_x,lo_y,hi_y'; returns ranges in axis order."""
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InrkitError(f"--grid {text!r} is not a range; write lo,hi or lo_x,hi_x,lo_y,hi_y.") from None
-    if len(vals) == 2:
-        pairs = [(vals[0], vals[1])] * ndim
-    elif len(vals) == 4 and ndim >= 2:
-        # x first on the command line (as people write it), y second; stored in axis order (y, x).
-        pairs = [(vals[2], vals[3]), (vals[0], vals[1])]
-        pairs = [(0.0, 1.0)] * (ndim - 2) + pairs
-    else:
-        raise InrkitError(f"--grid {text!r} needs 2 or 4 numbers: lo,hi or lo_x,hi_x,lo_y,hi_y.")
-    for lo, hi in pairs:
-        if not hi > lo:
-            raise InrkitError(f"--grid {text!r} is empty: each range needs lo < hi.")
-    return pairs
 
 
 def grid_points(shape: tuple[int, ...], ranges: list[Range] | None, start: int, stop: int) -> torch.Tensor:

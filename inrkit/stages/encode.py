@@ -16,11 +16,11 @@ import torch
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.errors import InrkitError
+from inrkit.core.progress import progress_bar
+from inrkit.core.runtime import pick_device, print0
 from inrkit.models.functa import SpatialFuncta, build_functa
 from inrkit.models.metalearn import encode as encode_images
 from inrkit.models.metalearn import image_targets, per_image_mse, psnr_of_mse
-from inrkit.core.progress import progress_bar
-from inrkit.core.runtime import pick_device, print0
 
 BITS = (6, 7, 8)  # App. C.4.4 / Fig. 11: 32-bit floats and 8, 7, 6 bits per latent dimension
 MODEL_PREFIX = "model."  # embedded model tensors in a functaset

@@ -40,9 +40,12 @@ import numpy as np
 import torch
 
 from inrkit.core import artifacts
+from inrkit.core.errors import InrkitError
+from inrkit.core.pictures import save_png, side_by_side
+from inrkit.core.progress import StatsWriter
+from inrkit.core.runtime import pick_device, print0
 from inrkit.data import open_dataset
 from inrkit.data.image import BadImage
-from inrkit.core.errors import InrkitError
 from inrkit.metrics.fid import (
     EXTRACTOR_SHA1,
     STATS_FORMAT,
@@ -56,9 +59,6 @@ from inrkit.metrics.fid import (
     stats_to_bytes,
 )
 from inrkit.models.inrgan import InrGanGenerator
-from inrkit.core.pictures import save_png, side_by_side
-from inrkit.core.progress import StatsWriter
-from inrkit.core.runtime import pick_device, print0
 
 DEFAULT_SAMPLES = 50_000  # FID50k: the usual protocol for generators (StyleGAN2, INR-GAN Tables 1-2)
 CACHE_ENV = "INRKIT_FID_CACHE"

@@ -9,12 +9,12 @@ import torch
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
-from inrkit.fields import build_field
-from inrkit.fields.grid import evaluate, make_grid
-from inrkit.metrics.image import psnr, ssim
 from inrkit.core.pictures import plot_curve, save_gif, save_png, side_by_side
 from inrkit.core.progress import StatsWriter, progress_bar
 from inrkit.core.runtime import pick_device, print0, seed_all
+from inrkit.fields import build_field
+from inrkit.fields.grid import evaluate, make_grid
+from inrkit.metrics.image import psnr, ssim
 from inrkit.signal import load_signal
 
 # Learning rates when --lr is not given: LoE supp. A uses 5e-3 for PE-MLP and LoE; SIREN needs a

@@ -29,14 +29,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from inrkit.core import artifacts
-from inrkit.data import open_dataset
 from inrkit.core.errors import InrkitError
-from inrkit.metrics.keypoints import DlibKeypoints
-from inrkit.metrics.kpl import kpl_scores
-from inrkit.models.inrgan import InrGanGenerator
 from inrkit.core.pictures import save_png
 from inrkit.core.progress import progress_bar
 from inrkit.core.runtime import pick_device, print0
+from inrkit.data import open_dataset
+from inrkit.metrics.keypoints import DlibKeypoints
+from inrkit.metrics.kpl import kpl_scores
+from inrkit.models.inrgan import InrGanGenerator
 from inrkit.stages.fid import load_generator, render_w, sample_latents
 
 DEFAULT_TRAIN = 10_000  # N_tr (App. B.2)

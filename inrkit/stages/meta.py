@@ -23,11 +23,11 @@ import torch
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.errors import InrkitError
-from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
-from inrkit.models.metalearn import decode, encode, outer_loss
 from inrkit.core.pictures import plot_curve, save_png
 from inrkit.core.progress import StatsWriter, progress_bar
 from inrkit.core.runtime import pick_device, print0, seed_all
+from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
+from inrkit.models.metalearn import decode, encode, outer_loss
 from inrkit.stages.encode import write_functaset
 
 ARCHS = ("spatial-functa", "functa")

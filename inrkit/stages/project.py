@@ -19,9 +19,9 @@ import torch
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
-from inrkit.metrics.projection import SPACES, Projection, project
 from inrkit.core.pictures import save_png, side_by_side
 from inrkit.core.runtime import pick_device, print0
+from inrkit.metrics.projection import SPACES, Projection, project
 
 SHEET_IMAGES = 16  # images shown in the comparison PNG
 GAP = 4  # white pixels between tiles and between the two rows

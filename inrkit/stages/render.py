@@ -7,9 +7,9 @@ from pathlib import Path
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
-from inrkit.fields.grid import Range, evaluate
 from inrkit.core.pictures import save_gif, save_png
 from inrkit.core.runtime import pick_device, print0
+from inrkit.fields.grid import Range, evaluate
 
 
 def output_shape(base: tuple[int, ...], size: tuple[int, ...] | None, scale: float | None,

@@ -16,28 +16,16 @@ import torch
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
-from inrkit.fields.grid import Range
-from inrkit.models.functa import SpatialFuncta, build_functa
 from inrkit.core.pictures import save_png
 from inrkit.core.runtime import pick_device, print0
+from inrkit.fields.grid import Range
+from inrkit.models.functa import SpatialFuncta, build_functa
 from inrkit.stages.encode import MODEL_PREFIX, load_model
 from inrkit.stages.render import output_shape
 
 DEFAULT_ITEMS = 16  # items drawn when no index is given
 
 
-def parse_index(text: str) -> list[int]:
-    """'0-15' -> [0, ..., 15]; '3,7,10-12' -> [3, 7, 10, 11, 12]."""
-    items: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            items.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
-    except ValueError:
-        raise InrkitError(f"--index {text!r} is not a list of items; write e.g. 0-15 or 3,7,10-12.") from None
-    if not items:
-        raise InrkitError(f"--index {text!r} selects no items.")
-    return items
 
 
 def functaset_model(art: artifacts.Artifact, path: str | Path, model: str | Path | None,

@@ -16,9 +16,9 @@ import torch
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
-from inrkit.fields.grid import Range
 from inrkit.core.pictures import save_png
 from inrkit.core.runtime import pick_device, print0
+from inrkit.fields.grid import Range
 
 DEFAULT_SEEDS = 16  # seeds drawn when none are given
 SEED_BASE = 0  # the base seed of sample_latents (as `inrkit fid --seed 0`)

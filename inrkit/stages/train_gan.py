@@ -41,11 +41,11 @@ import torch.nn.functional as F
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.errors import InrkitError
-from inrkit.models.discriminator import Discriminator, discriminator_config
-from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_summary
 from inrkit.core.pictures import save_png
 from inrkit.core.progress import StatsWriter, progress_bar
 from inrkit.core.runtime import pick_device, print0, seed_all
+from inrkit.models.discriminator import Discriminator, discriminator_config
+from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_summary
 from inrkit.stages.meta import _check_in_sync, parameters_sha256
 
 # Options that change what is learned: a resumed run must match them. The others (kimg, tick_kimg,
