@@ -10,7 +10,7 @@ import torch
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
-from inrkit.stages import train_gan as train_gan_mod
+from inrkit.train import loop as loop_mod
 from inrkit.stages.fid import load_generator
 from inrkit.stages.train_gan import parse_blocks, train_gan
 
@@ -61,7 +61,7 @@ def test_tiny_run_writes_artifact_grid_and_stats(run):
 def test_artifact_loads_as_the_ema_generator(run):
     out, _ = run
     G = load_generator(out)
-    state = artifacts.read(out.with_suffix("") / "state.safetensors", kind="gan-state").tensors
+    state = artifacts.read(out.with_suffix("") / "state.safetensors", kind="train-state").tensors
     for k, v in G.state_dict().items():
         assert torch.equal(v, state[f"G_ema.{k}"]), k
     assert not all(torch.equal(v, state[f"G.{k}"]) for k, v in G.state_dict().items() if k != "w_avg")
@@ -76,17 +76,17 @@ def test_artifact_loads_as_the_ema_generator(run):
 def test_resume_after_interruption_equals_an_uninterrupted_run(run, tmp_path, monkeypatch):
     reference, _ = run
     out = tmp_path / "r.safetensors"
-    original = train_gan_mod._snapshot
+    original = loop_mod.save_state
 
-    def snapshot_then_stop(**kw):
-        original(**kw)
+    def snapshot_then_stop(*args):
+        original(*args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_gan_mod, "_snapshot", snapshot_then_stop)
+    monkeypatch.setattr(loop_mod, "save_state", snapshot_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train_gan(DATA, out, kimg=0.128, **TINY)
     assert artifacts.read(out).metrics["kimg"] == pytest.approx(0.064)
-    monkeypatch.setattr(train_gan_mod, "_snapshot", original)
+    monkeypatch.setattr(loop_mod, "save_state", original)
     train_gan(DATA, out, kimg=0.128, **TINY)
     a = artifacts.read(out.with_suffix("") / "state.safetensors").tensors
     b = artifacts.read(reference.with_suffix("") / "state.safetensors").tensors
@@ -170,17 +170,16 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path):
     script.write_text(
         "import sys\n"
         "from inrkit.core import runtime\n"
-        "from inrkit.stages.meta import parameters_sha256\n"
         "from inrkit.stages import train_gan as t\n"
         "out = sys.argv[1]\n"
-        "models = {}\n"
-        "orig = t._snapshot\n"
-        "def keep(**kw):\n"
-        "    models.update(G=kw['G'], D=kw['D'], E=kw['G_ema'])\n"
-        "    orig(**kw)\n"
-        "t._snapshot = keep\n"
+        "models = []\n"
+        "orig = runtime.check_in_sync\n"
+        "def keep(module):\n"
+        "    models.append(module)\n"
+        "    orig(module)\n"
+        "runtime.check_in_sync = keep\n"
         f"t.train_gan({DATA!r}, out, kimg=0.064, **{TINY!r})\n"
-        "text = ' '.join(parameters_sha256(models[k]) for k in 'GDE')\n"
+        "text = ' '.join(runtime.parameters_sha256(m) for m in models[-3:])\n"
         "open(out + f'.rank{runtime.rank()}', 'w').write(text)\n")
     out = tmp_path / "ddp.safetensors"
     r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", str(script), str(out)],

@@ -94,3 +94,61 @@ def refuse_changed_options(run_dir, before: dict, now: dict, keys) -> None:
         k = changed[0]
         raise InrkitError(f"{run_dir} was trained with --{k.replace('_', '-')} {before.get(k)!r}, not "
                           f"{now[k]!r}; rerun with the same options to resume, or choose another --out.")
+
+
+def parameter_fingerprint(model: torch.nn.Module) -> torch.Tensor:
+    """Two float64 sums per parameter: equal on every rank exactly when the ranks are in sync (in practice)."""
+    sums = [torch.stack([p.double().sum(), (p.double() ** 2).sum()]) for p in model.parameters()]
+    return torch.cat(sums).detach()
+
+
+def parameters_sha256(model: torch.nn.Module) -> str:
+    """sha256 of every parameter's bytes: equal across ranks (and runs) exactly when the models are."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in model.parameters():
+        digest.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_in_sync(model: torch.nn.Module) -> None:
+    """Fail loudly if the ranks' parameters differ (a bug in the distributed setup, never the user's)."""
+    if world_size() == 1:
+        return
+    mine = parameter_fingerprint(model)
+    every = [torch.empty_like(mine) for _ in range(world_size())]
+    torch.distributed.all_gather(every, mine)
+    if any(not torch.equal(mine, other) for other in every):
+        raise InrkitError("the ranks' parameters have diverged; this is a bug in the distributed setup.")
+
+
+def rank0_decides(flag: bool, device) -> bool:
+    """Rank 0's value of `flag` on every rank (e.g. 'out of time'), so all ranks take the same branch."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    torch.distributed.broadcast(t, 0)
+    return bool(t.item())
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """All-reduce a small tensor (on the backend's device: nccl reduces only CUDA tensors); returns it on CPU."""
+    if world_size() == 1:
+        return values.cpu()
+    device = torch.device("cuda") if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+    summed = values.to(device)
+    torch.distributed.all_reduce(summed)
+    return summed.cpu()
+
+
+def average_buffer(buffer: torch.Tensor) -> None:
+    """Average a buffer (e.g. the generator's running w_avg) over ranks in place."""
+    if world_size() > 1:
+        torch.distributed.all_reduce(buffer)
+        buffer /= world_size()
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        torch.distributed.barrier()

@@ -34,19 +34,18 @@ import inspect
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from inrkit.core import artifacts, runtime
+from inrkit.core import runtime
+from inrkit.core.checks import require_at_least, require_positive, require_suffix
 from inrkit.core.errors import InrkitError
-from inrkit.core.pictures import save_png
-from inrkit.core.progress import StatsWriter, progress_bar
-from inrkit.core.runtime import pick_device, print0, seed_all
+from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models.discriminator import Discriminator, discriminator_config
 from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_summary
-from inrkit.stages.meta import _check_in_sync, parameters_sha256
+from inrkit.train.gan import GanObjective
+from inrkit.train.loop import Run, Schedule, resume, training_loop
 
 # Options that change what is learned: a resumed run must match them. The others (kimg, tick_kimg,
 # snapshot_ticks, fid_ticks, fid_n, workers, device, progress) may change between runs.
@@ -54,8 +53,6 @@ TRAINING_KEYS = ("data", "arch", "resolution", "channels", "blocks", "fmm_rank",
                  "multiscale", "upsample", "fourier_scale", "z_dim", "flip", "hyper_hidden", "d_channel_base",
                  "d_channel_max", "batch",
                  "lr_g", "lr_shared", "lr_d", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "seed")
-GRID = (4, 8)  # rows x columns of the sample grid
-GRID_SEED = 123  # the grid's latents: the same in every snapshot and every run
 
 
 def parse_blocks(blocks) -> list[list[int]] | None:
@@ -116,106 +113,106 @@ def train_gan(
     out = Path(out)
     options = {k: v for k, v in locals().items() if k in inspect.signature(train_gan).parameters}
     options["out"], options["blocks"] = str(out), parse_blocks(blocks)
-    cfg = generator_config(arch=arch, resolution=resolution, blocks=options["blocks"], z_dim=z_dim,
-                           hyper_hidden=hyper_hidden, fmm_rank=fmm_rank, modulation=modulation, fourier=fourier,
-                           multiscale=multiscale, upsample=upsample, fourier_scale=fourier_scale,
-                           out_channels=channels)
-    options["blocks"] = cfg["blocks"]
-    dcfg = discriminator_config(resolution=resolution, in_channels=channels, channel_base=d_channel_base,
-                                channel_max=d_channel_max)
-    _check_options(out, resolution, channels, batch, kimg, r1_every, r1_gamma, tick_kimg, snapshot_ticks, fid_ticks,
-                   fid_n, ema_kimg, seconds)
+    cfg = SimpleNamespace(**options)
+    gcfg, dcfg = _model_configs(cfg)
+    options["blocks"] = gcfg["blocks"]
+    _check_options(cfg)
     if dry_run:
-        return _dry_run(cfg, dcfg, options)
-
-    from inrkit.data import make_loader, open_dataset
-
+        return _dry_run(gcfg, dcfg, options)
     dev = pick_device(device)
     runtime.init_distributed(dev)
-    world = runtime.world_size()
-    if batch % world:
-        raise InrkitError(f"--batch {batch} does not split evenly over {world} processes.")
-    seed_all(seed)
-    G = InrGanGenerator(cfg).to(dev).train()
-    D = Discriminator(dcfg).to(dev).train()
-    G_ema = InrGanGenerator(cfg).to(dev).eval().requires_grad_(False)
-    G_ema.load_state_dict(G.state_dict())
-    groups = G.parameter_groups()
-    opt_g = torch.optim.Adam([dict(params=groups["hypernetwork"], lr=lr_g), dict(params=groups["inr_shared"],
-                              lr=lr_shared)], betas=(0.0, 0.98), eps=1e-8)
-    ratio = r1_every / (r1_every + 1) if r1_every > 1 else 1.0  # StyleGAN2's lazy-regularisation correction
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d * ratio, betas=(0.0, 0.98 ** ratio), eps=1e-8)
-    dataset = open_dataset(data, resolution, channels)
-    run_dir = out.with_suffix("")
+    if batch % runtime.world_size():
+        raise InrkitError(f"--batch {batch} does not split evenly over {runtime.world_size()} processes.")
     training = {k: options[k] for k in TRAINING_KEYS}
-    pos = _resume(run_dir / "state.safetensors", G, D, G_ema, opt_g, opt_d, training)
-    for model in (G, D, G_ema):
-        runtime.broadcast_parameters(model)
-    stats = StatsWriter(run_dir / "stats.jsonl", append=pos["step"] > 0)
-    local = batch // world
-    loader = make_loader(dataset, local, seed=seed, start=pos["images"] // world, flip=flip, workers=workers)
-    total = int(round(kimg * 1000))
-    snap = dict(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, out=out, run_dir=run_dir, options=options,
-                training=training, dcfg=dcfg, keep=keep_snapshots)
-    start_images, start, tick_start = pos["images"], time.perf_counter(), time.perf_counter()
-    snapped = pos["images"]  # images at the last snapshot written
-    sums = torch.zeros(4, dtype=torch.float64)  # loss_g, loss_d, r1, steps of this tick (this rank)
-    last_fid = pos.get("fid")
-    desc = f"train-gan from {pos['images'] / 1000:.1f} kimg" if pos["images"] else "train-gan"
-    with progress_bar(desc, max(total - pos["images"], 0), enabled=progress, unit="img") as update:
-        while pos["images"] < total:
-            reals, _ = next(loader)
-            info = _step(G, D, G_ema, opt_g, opt_d, reals.to(dev), pos, seed, r1_gamma, r1_every, batch,
-                         ema_kimg, ema_rampup)
-            sums += torch.tensor([info["loss_g"], info["loss_d"], info["r1"], 1.0], dtype=torch.float64)
-            update(advance=batch, loss_g=info["loss_g"], loss_d=info["loss_d"])
-            done = pos["images"] >= total or _out_of_time(start, seconds, dev)
-            if pos["images"] < pos["tick_images"] + tick_kimg * 1000 and not done:
-                continue
-            pos["tick"] += 1
-            tick_seconds = time.perf_counter() - tick_start
-            record = _tick_record(sums, pos, tick_seconds)
-            print0(f"tick {pos['tick']:<4d} kimg {record['kimg']:<10.3f} loss_g {record['loss_g']:<7.3f} "
-                   f"loss_d {record['loss_d']:<7.3f} r1 {record['r1']:<8.4f} sec/tick {tick_seconds:.1f}")
-            stats.write(**record)
-            pos["tick_images"] = pos["images"]
-            if fid_ticks and (pos["tick"] % fid_ticks == 0 or done):
-                last_fid = _fid(G_ema, data, fid_n, run_dir, pos, dev, workers)
-                pos["fid"] = last_fid
-            if pos["tick"] % snapshot_ticks == 0 or done:
-                _snapshot(pos=pos, **snap)
-                snapped = pos["images"]
-            sums.zero_()
-            tick_start = time.perf_counter()
-            if pos["images"] < total and done:
-                print0(f"stopping after --seconds {seconds:g}; rerun the command to continue")
-                break
-    if pos["images"] != snapped or not out.is_file():
-        _snapshot(pos=pos, **snap)
-    run_seconds = time.perf_counter() - start
-    print0(f"trained to {pos['images'] / 1000:.3f} kimg ({(pos['images'] - start_images) / 1000:.3f} in this run, "
-           f"{run_seconds:.0f} s) -> {out}")
+    objective, dataset = _setup(cfg, gcfg, dcfg, dev, options, training)
+    run = Run(run_dir=out.with_suffix(""), training=training, device=dev, progress=progress)
+    pos = resume(objective, run)
+    tick = int(round(tick_kimg * 1000))
+    schedule = Schedule(total_images=int(round(kimg * 1000)), batch=batch, tick_images=tick,
+                        snapshot_images=tick * snapshot_ticks, seconds=seconds)
+    pos = training_loop(objective, _batches(dataset, cfg), schedule, run, out, pos)
+    run_seconds = time.perf_counter() - run.started
+    print0(f"trained to {pos['images'] / 1000:.3f} kimg ({(pos['images'] - run.start_images) / 1000:.3f} in this "
+           f"run, {run_seconds:.0f} s) -> {out}")
     metrics = dict(kimg=pos["images"] / 1000, step=pos["step"], run_seconds=run_seconds,
-                   parameters_sha256=parameters_sha256(G_ema))
-    if last_fid is not None:
-        metrics["fid"] = last_fid
+                   parameters_sha256=parameters_sha256(objective.G_ema))
+    if pos.get("fid") is not None:
+        metrics["fid"] = pos["fid"]
     return metrics
 
 
-def _check_options(out: Path, resolution, channels, batch, kimg, r1_every, r1_gamma, tick_kimg, snapshot_ticks,
-                   fid_ticks, fid_n, ema_kimg, seconds=None) -> None:
+def _model_configs(cfg) -> tuple[dict, dict]:
+    """The generator's and the discriminator's configs from the stage options."""
+    gcfg = generator_config(arch=cfg.arch, resolution=cfg.resolution, blocks=cfg.blocks, z_dim=cfg.z_dim,
+                            hyper_hidden=cfg.hyper_hidden, fmm_rank=cfg.fmm_rank, modulation=cfg.modulation,
+                            fourier=cfg.fourier, multiscale=cfg.multiscale, upsample=cfg.upsample,
+                            fourier_scale=cfg.fourier_scale, out_channels=cfg.channels)
+    dcfg = discriminator_config(resolution=cfg.resolution, in_channels=cfg.channels, channel_base=cfg.d_channel_base,
+                                channel_max=cfg.d_channel_max)
+    return gcfg, dcfg
+
+
+def _setup(cfg, gcfg: dict, dcfg: dict, dev, options: dict, training: dict):
+    """G, D, the EMA of G (seeded) and their Adam optimizers (App. A), as the objective; and the dataset."""
+    from inrkit.data import open_dataset
+
+    seed_all(cfg.seed)
+    G = InrGanGenerator(gcfg).to(dev).train()
+    D = Discriminator(dcfg).to(dev).train()
+    G_ema = InrGanGenerator(gcfg).to(dev).eval().requires_grad_(False)
+    G_ema.load_state_dict(G.state_dict())
+    groups = G.parameter_groups()
+    opt_g = torch.optim.Adam([dict(params=groups["hypernetwork"], lr=cfg.lr_g),
+                              dict(params=groups["inr_shared"], lr=cfg.lr_shared)], betas=(0.0, 0.98), eps=1e-8)
+    ratio = cfg.r1_every / (cfg.r1_every + 1) if cfg.r1_every > 1 else 1.0  # StyleGAN2's lazy-regularisation
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * ratio, betas=(0.0, 0.98 ** ratio), eps=1e-8)
+    dataset = open_dataset(cfg.data, cfg.resolution, cfg.channels)
+    run_dir = Path(cfg.out).with_suffix("")
+    objective = GanObjective(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, seed=cfg.seed, batch=cfg.batch,
+                             r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every, ema_kimg=cfg.ema_kimg,
+                             ema_rampup=cfg.ema_rampup, out=Path(cfg.out), run_dir=run_dir,
+                             artifact_config=dict(generator=gcfg, discriminator=dcfg, training=training),
+                             options=options, keep_snapshots=cfg.keep_snapshots, fid_ticks=cfg.fid_ticks,
+                             fid=_fid_during_training(cfg, run_dir, dev))
+    return objective, dataset
+
+
+def _batches(dataset, cfg):
+    """This rank's share of the one global stream of images (flipped as configured), from image `start` on."""
+    from inrkit.data import make_loader
+
+    world = runtime.world_size()
+    return lambda start: make_loader(dataset, cfg.batch // world, seed=cfg.seed, start=start // world,
+                                     flip=cfg.flip, workers=cfg.workers)
+
+
+def _fid_during_training(cfg, run_dir: Path, dev):
+    """FID of the EMA generator (rank 0), appended to stats.jsonl; the other ranks wait."""
+    if not cfg.fid_ticks:
+        return None
+
+    def evaluate(G_ema, pos: dict) -> float | None:
+        from inrkit.stages.fid import fid
+
+        value = None
+        if runtime.is_rank0():
+            value = fid(G_ema, cfg.data, n=cfg.fid_n, stats=run_dir / "stats.jsonl",
+                        stats_extra=dict(kimg=pos["images"] / 1000), device=str(dev), workers=cfg.workers)
+        runtime.barrier()
+        return value
+
+    return evaluate
+
+
+def _check_options(cfg) -> None:
     """Fail fast, in one sentence, on options that cannot work."""
-    if out.suffix != ".safetensors":
-        raise InrkitError(f"--out {out} should end in .safetensors.")
-    if channels not in (1, 3):
-        raise InrkitError(f"--channels must be 1 (grey) or 3 (RGB), not {channels}.")
-    if min(batch, r1_every, snapshot_ticks) < 1 or min(kimg, tick_kimg, ema_kimg) <= 0:
-        raise InrkitError("--batch, --r1-every and --snapshot-ticks must be at least 1 and --kimg, --tick-kimg and "
-                          "--ema-kimg positive.")
-    if seconds is not None and seconds <= 0:
-        raise InrkitError(f"--seconds must be positive, got {seconds}.")
-    if r1_gamma < 0 or fid_ticks < 0 or fid_n < 2:
-        raise InrkitError("--r1-gamma and --fid-ticks must not be negative and --fid-n must be at least 2.")
+    require_suffix(cfg.out, ".safetensors")
+    if cfg.channels not in (1, 3):
+        raise InrkitError(f"--channels must be 1 (grey) or 3 (RGB), not {cfg.channels}.")
+    require_at_least(1, batch=cfg.batch, r1_every=cfg.r1_every, snapshot_ticks=cfg.snapshot_ticks)
+    require_positive(kimg=cfg.kimg, tick_kimg=cfg.tick_kimg, ema_kimg=cfg.ema_kimg, seconds=cfg.seconds)
+    require_at_least(0, r1_gamma=cfg.r1_gamma, fid_ticks=cfg.fid_ticks)
+    require_at_least(2, fid_n=cfg.fid_n)
 
 
 def _dry_run(cfg: dict, dcfg: dict, options: dict) -> dict:
@@ -234,176 +231,3 @@ def _dry_run(cfg: dict, dcfg: dict, options: dict) -> dict:
         print(f"discriminator: {result['discriminator_params']:,} params, "
               f"{result['discriminator_gmacs_per_image']:.4f} GMACs per image")
     return result
-
-
-def _latents(seed: int, step: int, phase: int, count: int, z_dim: int, dev) -> torch.Tensor:
-    """z ~ N(0, I) for one phase of one step on this rank: a function of (seed, rank, step, phase) only."""
-    rng = np.random.default_rng([seed, runtime.rank(), step, phase])
-    return torch.from_numpy(rng.standard_normal((count, z_dim), dtype=np.float32)).to(dev)
-
-
-def _step(G, D, G_ema, opt_g, opt_d, reals, pos: dict, seed, r1_gamma, r1_every, batch, ema_kimg,
-          ema_rampup) -> dict:
-    """One G update, one D update (with R1 when due), the EMA update; advances pos."""
-    n, z_dim, step = reals.shape[0], G.config["z_dim"], pos["step"]
-    # G: non-saturating loss softplus(-D(G(z))).
-    D.requires_grad_(False)
-    loss_g = F.softplus(-D(G(_latents(seed, step, 0, n, z_dim, reals.device)))).mean()
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    runtime.average_gradients(G)
-    opt_g.step()
-    _average_buffer(G.w_avg)
-    D.requires_grad_(True)
-    # D: softplus(D(fake)) + softplus(-D(real)), + gamma/2 |grad_x D(x)|^2 on reals when due (lazily scaled).
-    with torch.no_grad():
-        fakes = G(_latents(seed, step, 1, n, z_dim, reals.device), update_w_avg=False)
-    regularise = r1_gamma > 0 and step % r1_every == 0
-    reals = reals.detach().requires_grad_(regularise)
-    real_logits = D(reals)
-    loss_d = F.softplus(D(fakes)).mean() + F.softplus(-real_logits).mean()
-    total, r1 = loss_d, torch.zeros(())
-    if regularise:
-        (grad,) = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
-        r1 = grad.square().sum(dim=(1, 2, 3)).mean()
-        total = total + r1 * (r1_gamma / 2 * r1_every)
-    opt_d.zero_grad(set_to_none=True)
-    total.backward()
-    runtime.average_gradients(D)
-    opt_d.step()
-    pos["step"], pos["images"] = step + 1, pos["images"] + batch
-    _update_ema(G, G_ema, pos["images"], batch, ema_kimg, ema_rampup)
-    return dict(loss_g=loss_g.item(), loss_d=loss_d.item(), r1=r1.item())
-
-
-@torch.no_grad()
-def _update_ema(G, G_ema, images: int, batch: int, ema_kimg: float, ema_rampup: float | None) -> None:
-    """StyleGAN2's EMA: beta = 0.5 ** (batch / half-life in images); buffers (w_avg) are copied."""
-    half_life = ema_kimg * 1000
-    if ema_rampup is not None:
-        half_life = min(half_life, images * ema_rampup)
-    beta = 0.5 ** (batch / max(half_life, 1e-8))
-    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
-        b_ema.copy_(b)
-
-
-def _out_of_time(start: float, seconds: float | None, device) -> bool:
-    """--seconds spent? Rank 0's clock decides for all ranks, so they stop at the same step."""
-    if seconds is None:
-        return False
-    late = time.perf_counter() - start >= seconds
-    if runtime.world_size() > 1:
-        flag = torch.tensor([float(late)], device=device)
-        torch.distributed.broadcast(flag, 0)
-        late = bool(flag.item())
-    return late
-
-
-def _average_buffer(buffer: torch.Tensor) -> None:
-    if runtime.world_size() > 1:
-        torch.distributed.all_reduce(buffer)
-        buffer /= runtime.world_size()
-
-
-def _tick_record(sums: torch.Tensor, pos: dict, seconds: float) -> dict:
-    """The tick's mean losses over all ranks, and timing."""
-    if runtime.world_size() > 1:  # on the models' device: nccl reduces only CUDA tensors
-        device = torch.device("cuda") if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
-        summed = sums.to(device)
-        torch.distributed.all_reduce(summed)
-        sums = summed.cpu()
-    steps = max(float(sums[3]), 1.0)
-    return dict(tick=pos["tick"], kimg=pos["images"] / 1000, step=pos["step"], loss_g=float(sums[0]) / steps,
-                loss_d=float(sums[1]) / steps, r1=float(sums[2]) / steps, sec_per_tick=round(seconds, 3),
-                sec_per_kimg=round(seconds / max((pos["images"] - pos["tick_images"]) / 1000, 1e-9), 3))
-
-
-def _fid(G_ema, data: str, n: int, run_dir: Path, pos: dict, dev, workers: int) -> float | None:
-    """FID of the EMA generator (rank 0), appended to stats.jsonl; the other ranks wait."""
-    value = None
-    if runtime.is_rank0():
-        from inrkit.stages.fid import fid
-
-        value = fid(G_ema, data, n=n, stats=run_dir / "stats.jsonl", stats_extra=dict(kimg=pos["images"] / 1000),
-                    device=str(dev), workers=workers)
-    if runtime.world_size() > 1:
-        torch.distributed.barrier()
-    return value
-
-
-def _snapshot(*, pos, G, D, G_ema, opt_g, opt_d, out, run_dir, options, training, dcfg, keep) -> None:
-    """Generator artifact, training state and sample grid (rank 0), after checking the ranks agree."""
-    for model in (G, D, G_ema):
-        _check_in_sync(model)
-    if runtime.is_rank0():
-        metrics = dict(kimg=pos["images"] / 1000, step=pos["step"])
-        if pos.get("fid") is not None:
-            metrics["fid"] = pos["fid"]
-        config = dict(generator=G_ema.config, discriminator=dcfg, training=training)
-        generator = artifacts.Artifact(kind="generator", tensors=G_ema.state_dict(), config=config, options=options,
-                                       metrics=metrics)
-        artifacts.save(out, generator)
-        if keep:
-            artifacts.save(run_dir / f"generator-{pos['images'] / 1000:010.3f}.safetensors", generator)
-        _save_state(run_dir / "state.safetensors", G, D, G_ema, opt_g, opt_d, training, pos)
-        _save_grid(run_dir / f"samples-{pos['images'] / 1000:010.3f}.png", G_ema)
-    if runtime.world_size() > 1:
-        torch.distributed.barrier()
-
-
-@torch.no_grad()
-def _save_grid(path: Path, G_ema) -> None:
-    """GRID samples of fixed latents from the EMA generator, as one PNG (small images enlarged)."""
-    from inrkit.stages.fid import sample_latents
-
-    rows, cols = GRID
-    z = sample_latents(G_ema.config["z_dim"], 0, rows * cols, GRID_SEED).to(G_ema.w_avg.device)
-    images = ((G_ema(z, update_w_avg=False) + 1) / 2).clamp(0, 1).cpu()  # (N, C, R, R)
-    grid = images.view(rows, cols, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # rows, R, cols, R, C
-    sheet = grid.reshape(rows * images.shape[-2], cols * images.shape[-1], images.shape[1])
-    zoom = max(1, 64 // images.shape[-1])
-    save_png(path, sheet.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1))
-
-
-def _save_state(path: Path, G, D, G_ema, opt_g, opt_d, training: dict, pos: dict) -> None:
-    """Everything a resume needs, as tensors and JSON (nothing pickled)."""
-    tensors = {}
-    for name, model in (("G", G), ("D", D), ("G_ema", G_ema)):
-        tensors.update({f"{name}.{k}": v for k, v in model.state_dict().items()})
-    groups = {}
-    for name, opt in (("adam_g", opt_g), ("adam_d", opt_d)):
-        state = opt.state_dict()
-        for i, s in state["state"].items():
-            tensors.update({f"{name}.{i}.{k}": torch.as_tensor(v) for k, v in s.items()})
-        groups[name] = state["param_groups"]
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    artifacts.save(path, artifacts.Artifact(kind="gan-state", tensors=tensors, config=dict(training=training),
-                                            options=dict(param_groups=groups), metrics=dict(pos)))
-
-
-def _resume(path: Path, G, D, G_ema, opt_g, opt_d, training: dict) -> dict:
-    """Load the state if there is one (refusing a changed configuration); return the position in training."""
-    if not path.is_file():
-        return dict(step=0, images=0, tick=0, tick_images=0, fid=None)
-    state = artifacts.read(path, kind="gan-state")
-    runtime.refuse_changed_options(path.parent, state.config.get("training", {}), training, TRAINING_KEYS)
-    for name, model in (("G", G), ("D", D), ("G_ema", G_ema)):
-        prefix = name + "."
-        model.load_state_dict({k[len(prefix):]: v for k, v in state.tensors.items() if k.startswith(prefix)})
-    for name, opt in (("adam_g", opt_g), ("adam_d", opt_d)):
-        opt_state: dict = {}
-        for key, value in state.tensors.items():
-            if key.startswith(name + "."):
-                _, i, field = key.split(".", 2)
-                opt_state.setdefault(int(i), {})[field] = value
-        opt.load_state_dict(dict(state=opt_state, param_groups=state.options["param_groups"][name]))
-    torch.set_rng_state(state.tensors["rng.cpu"])
-    if "rng.cuda" in state.tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state.tensors["rng.cuda"])
-    pos = dict(state.metrics)
-    print0(f"resuming {path.parent} from {pos['images'] / 1000:.3f} kimg (tick {pos['tick']})")
-    return pos

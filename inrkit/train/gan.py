@@ -1,0 +1,155 @@
+"""The GAN objective (INR-GAN App. A, the StyleGAN2 framework) for the one training loop.
+
+Non-saturating logistic loss, zero-centred R1 on reals (gamma every `r1_every` steps; > 1 is StyleGAN2's lazy
+form: the penalty scaled by N, D's Adam rate and betas adjusted by N / (N + 1) where D's optimizer is made),
+and an EMA of G whose weights are the result. Latents of step k come from their own stream, a function of
+(seed, rank, step, phase) only, so a resumed run repeats an uninterrupted one exactly.
+
+Distributed: gradients are averaged by one explicit all_reduce of a flat buffer after each backward (the R1
+double backward and G/D requires_grad toggling do not mix well with DDP's hooks; StyleGAN2-ADA does the same),
+and the generator's w_avg buffer is averaged after each update, so the ranks stay identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inrkit.core import artifacts, runtime
+from inrkit.core.pictures import save_png
+
+GRID = (4, 8)     # rows x columns of the snapshot sample grid
+GRID_SEED = 123   # the grid's latents: the same in every snapshot and every run
+GENERATOR_KIND = "generator"
+
+
+def latents(seed: int, step: int, phase: int, count: int, z_dim: int, device) -> torch.Tensor:
+    """z ~ N(0, I) for one phase of one step on this rank: a function of (seed, rank, step, phase) only."""
+    rng = np.random.default_rng([seed, runtime.rank(), step, phase])
+    return torch.from_numpy(rng.standard_normal((count, z_dim), dtype=np.float32)).to(device)
+
+
+@torch.no_grad()
+def update_ema(G, G_ema, images: int, batch: int, ema_kimg: float, ema_rampup: float | None) -> None:
+    """StyleGAN2's EMA: beta = 0.5 ** (batch / half-life in images); buffers (w_avg) are copied."""
+    half_life = ema_kimg * 1000
+    if ema_rampup is not None:
+        half_life = min(half_life, images * ema_rampup)
+    beta = 0.5 ** (batch / max(half_life, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+def r1_penalty(D, reals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D's logits on reals, |grad_x D(x)|^2 averaged over the batch), differentiable for the D update."""
+    reals = reals.detach().requires_grad_(True)
+    logits = D(reals)
+    (grad,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
+    return logits, grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+@dataclass
+class GanObjective:
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    seed: int
+    batch: int                      # images per step over all ranks (the EMA counts global images)
+    r1_gamma: float
+    r1_every: int
+    ema_kimg: float
+    ema_rampup: float | None
+    out: Path                       # the generator artifact (EMA weights)
+    run_dir: Path
+    artifact_config: dict           # generator, discriminator and training configs written into the artifact
+    options: dict                   # the stage options, written into the artifact
+    keep_snapshots: bool = False    # also keep RUN/generator-KIMG.safetensors at every snapshot
+    fid: Callable | None = None     # fid(G_ema, pos) -> float on rank 0, when FID is due at a tick
+    fid_ticks: int = 0
+    name: str = "train-gan"
+    losses: tuple[str, ...] = ("loss_g", "loss_d", "r1")
+    schedulers: dict = field(default_factory=dict)
+
+    @property
+    def modules(self) -> dict:
+        return dict(G=self.G, D=self.D, G_ema=self.G_ema)
+
+    @property
+    def optimizers(self) -> dict:
+        return dict(adam_g=self.opt_g, adam_d=self.opt_d)
+
+    def _generator_step(self, n: int, step: int, device) -> torch.Tensor:
+        """G: the non-saturating loss softplus(-D(G(z)))."""
+        self.D.requires_grad_(False)
+        loss_g = F.softplus(-self.D(self.G(latents(self.seed, step, 0, n, self.G.config["z_dim"], device)))).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        runtime.average_gradients(self.G)
+        self.opt_g.step()
+        runtime.average_buffer(self.G.w_avg)
+        self.D.requires_grad_(True)
+        return loss_g.detach()
+
+    def _discriminator_step(self, reals: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """D: softplus(D(fake)) + softplus(-D(real)), + gamma/2 |grad_x D(x)|^2 on reals when due (lazily scaled)."""
+        with torch.no_grad():
+            z = latents(self.seed, step, 1, reals.shape[0], self.G.config["z_dim"], reals.device)
+            fakes = self.G(z, update_w_avg=False)
+        regularise = self.r1_gamma > 0 and step % self.r1_every == 0
+        if regularise:
+            real_logits, r1 = r1_penalty(self.D, reals)
+        else:
+            real_logits, r1 = self.D(reals.detach()), torch.zeros((), device=reals.device)
+        loss_d = F.softplus(self.D(fakes)).mean() + F.softplus(-real_logits).mean()
+        total = loss_d + r1 * (self.r1_gamma / 2 * self.r1_every) if regularise else loss_d
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        runtime.average_gradients(self.D)
+        self.opt_d.step()
+        return loss_d.detach(), r1.detach()
+
+    def step(self, batch, pos: dict) -> dict[str, torch.Tensor]:
+        reals = batch[0].to(self.G.w_avg.device, non_blocking=True)
+        loss_g = self._generator_step(reals.shape[0], pos["step"], reals.device)
+        loss_d, r1 = self._discriminator_step(reals, pos["step"])
+        update_ema(self.G, self.G_ema, pos["images"] + self.batch, self.batch, self.ema_kimg, self.ema_rampup)
+        return dict(loss_g=loss_g, loss_d=loss_d, r1=r1)
+
+    def tick(self, pos: dict, record: dict) -> None:
+        """FID of the EMA generator every `fid_ticks` ticks (and at the last tick of a run)."""
+        if self.fid is not None and self.fid_ticks and pos["tick"] % self.fid_ticks == 0:
+            pos["fid"] = self.fid(self.G_ema, pos)
+            record["fid"] = pos["fid"]
+
+    def snapshot(self, pos: dict) -> None:
+        metrics = dict(kimg=pos["images"] / 1000, step=pos["step"])
+        if pos.get("fid") is not None:
+            metrics["fid"] = pos["fid"]
+        generator = artifacts.Artifact(kind=GENERATOR_KIND, tensors=self.G_ema.state_dict(),
+                                       config=self.artifact_config, options=self.options, metrics=metrics)
+        artifacts.save(self.out, generator)
+        if self.keep_snapshots:
+            artifacts.save(self.run_dir / f"generator-{pos['images'] / 1000:010.3f}.safetensors", generator)
+        save_grid(self.run_dir / f"samples-{pos['images'] / 1000:010.3f}.png", self.G_ema)
+
+
+@torch.no_grad()
+def save_grid(path: Path, G_ema) -> None:
+    """GRID samples of fixed latents from the EMA generator, as one PNG (small images enlarged)."""
+    rows, cols = GRID
+    z = torch.from_numpy(np.stack([np.random.default_rng([GRID_SEED, k]).standard_normal(
+        G_ema.config["z_dim"], dtype=np.float32) for k in range(rows * cols)])).to(G_ema.w_avg.device)
+    images = ((G_ema(z, update_w_avg=False) + 1) / 2).clamp(0, 1).cpu()  # (N, C, R, R)
+    grid = images.view(rows, cols, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # rows, R, cols, R, C
+    sheet = grid.reshape(rows * images.shape[-2], cols * images.shape[-1], images.shape[1])
+    zoom = max(1, 64 // images.shape[-1])
+    save_png(path, sheet.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1))

@@ -1,0 +1,81 @@
+"""The meta-learning objective (functa; spatial functa App. A) for the one training loop.
+
+Each step: the inner loop fits latents from zero with Meta-SGD for `inner_steps` steps, the outer Adam step
+moves the shared parameters (SIREN, latent-to-modulation convolution, Meta-SGD rates) on the loss after it,
+gradients averaged over ranks by one explicit all_reduce (DDP's hooks and the second-order inner loop's double
+backward do not mix well), and the Meta-SGD rates are clipped after the step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from inrkit.core import artifacts, runtime
+from inrkit.core.pictures import plot_curve, save_png
+from inrkit.models.metalearn import decode, encode, outer_loss
+
+MODEL_KIND = "functa-model"
+
+
+@dataclass
+class MetaObjective:
+    model: torch.nn.Module          # SpatialFuncta
+    optimizer: torch.optim.Optimizer
+    inner_steps: int
+    first_order: bool
+    checkpointed: bool
+    out: Path                       # the functa-model artifact
+    run_dir: Path
+    options: dict                   # the stage options, written into the artifact
+    pictures: torch.Tensor          # (P, C, H, W) training images shown in every snapshot
+    name: str = "meta"
+    losses: tuple[str, ...] = ("loss", "psnr", "psnr_start", "meta_lr")
+    schedulers: dict = field(default_factory=dict)
+
+    @property
+    def modules(self) -> dict:
+        return dict(model=self.model)
+
+    @property
+    def optimizers(self) -> dict:
+        return dict(adam=self.optimizer)
+
+    def step(self, batch, pos: dict) -> dict[str, torch.Tensor]:
+        images = batch[0].to(self.pictures.device, non_blocking=True)
+        loss, info = outer_loss(self.model, images, self.inner_steps, self.first_order, self.checkpointed)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        runtime.average_gradients(self.model)
+        self.optimizer.step()
+        self.model.clip_learning_rates()
+        return dict(loss=loss.detach(), psnr=info["psnr"].mean(), psnr_start=info["psnr_start"].mean(),
+                    meta_lr=self.model.meta_lr.detach().mean())
+
+    def tick(self, pos: dict, record: dict) -> None:
+        pass
+
+    def snapshot(self, pos: dict) -> None:
+        metrics = dict(step=pos["step"], images=pos["images"])
+        artifacts.save(self.out, artifacts.Artifact(kind=MODEL_KIND, tensors=self.model.state_dict(),
+                                                    config=dict(model=self.model.config), options=self.options,
+                                                    metrics=metrics))
+        save_reconstructions(self.run_dir, self.model, self.pictures, pos["step"], self.inner_steps)
+
+
+def save_reconstructions(run_dir: Path, model, images: torch.Tensor, step: int, inner_steps: int) -> None:
+    """Targets (top row) above their inner-loop reconstructions (bottom row), and the PSNR curve."""
+    z, _ = encode(model, images, inner_steps)
+    recon = decode(model, z)
+    rows = [torch.cat(list((x + 1) / 2 if i == 0 else x), dim=2) for i, x in enumerate((images, recon))]
+    sheet = torch.cat(rows, dim=1).permute(1, 2, 0).cpu()
+    zoom = max(1, 96 // images.shape[-1])  # small images are enlarged so the picture is readable
+    save_png(run_dir / f"reconstructions-{step:07d}.png", sheet.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1))
+    lines = (run_dir / "stats.jsonl").read_text().splitlines() if (run_dir / "stats.jsonl").is_file() else []
+    history = [json.loads(line) for line in lines if line.strip()]
+    if history:
+        plot_curve(run_dir / "psnr.png", [h["step"] for h in history], [h["psnr"] for h in history], "outer step",
+                   f"PSNR after {inner_steps} inner steps (dB)", "meta-learning")
