@@ -32,6 +32,7 @@ import torch
 from inrkit.core import artifacts
 from inrkit.data import open_dataset
 from inrkit.fields.siren import Siren
+from inrkit.metrics.image import psnr
 from inrkit.models.metalearn import encode, image_targets
 from inrkit.stages.encode import load_model, quantize, reconstruction_psnr
 from inrkit.stages.meta import meta
@@ -91,8 +92,7 @@ def fit_curve(image: torch.Tensor, width: int, depth: int, lr: float, steps: int
     start = time.perf_counter()
     for _ in range(steps + 1):
         pred = siren(coords)
-        with torch.no_grad():
-            curve.append(-10 * torch.log10(((pred.clamp(0, 1) - target) ** 2).mean()).item())
+        curve.append(psnr(pred.clamp(0, 1), target))  # no_grad inside; float64 log of the float32 MSE
         loss = ((pred - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

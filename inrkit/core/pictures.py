@@ -1,4 +1,4 @@
-"""Pictures people look at: PNGs (written atomically), side-by-side comparisons and curve plots."""
+"""Pictures people look at: PNGs (written atomically), image grids, side-by-side comparisons and curve plots."""
 
 from __future__ import annotations
 
@@ -35,8 +35,37 @@ def save_gif(path: str | Path, frames: torch.Tensor, fps: float = 10.0) -> Path:
     return Path(path)
 
 
+def zoom_factor(side: int, zoom_to: int | None) -> int:
+    """The whole factor that enlarges a `side`-pixel image to at most `zoom_to` pixels (at least 1; None: 1)."""
+    return max(1, zoom_to // side) if zoom_to else 1
+
+
+def image_grid(images: torch.Tensor, columns: int, gap: int | tuple[int, int] = 2,
+               zoom_to: int | None = None) -> torch.Tensor:
+    """(N, H, W, C) floats in [0, 1] -> one (H', W', C) picture on white, row-major (image k in row
+    k // columns, column k % columns), on the CPU.
+
+    gap: white pixels between neighbouring tiles, an int or (between rows, between columns); none around the
+    edge. zoom_to: small images are enlarged (nearest, by zoom_factor(max(H, W), zoom_to)) so that an 8x8
+    digit can be seen. columns beyond N are dropped: H' = rows * (zH + gap) - gap, W' = cols * (zW + gap) - gap.
+    """
+    row_gap, column_gap = (gap, gap) if isinstance(gap, int) else gap
+    zoom = zoom_factor(max(images.shape[1:3]), zoom_to)
+    images = images.detach().float().cpu()
+    if zoom > 1:
+        images = images.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
+    n, h, w, c = images.shape
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    sheet = torch.ones(rows * (h + row_gap) - row_gap, columns * (w + column_gap) - column_gap, c)
+    for k, image in enumerate(images):
+        top, left = (k // columns) * (h + row_gap), (k % columns) * (w + column_gap)
+        sheet[top : top + h, left : left + w] = image
+    return sheet
+
+
 def side_by_side(*images: torch.Tensor, gap: int = 4) -> torch.Tensor:
-    """Concatenate (H, W, C) images of equal height left to right with a white gap."""
+    """(H, W_i, C) images of equal height (widths may differ) -> one (H, sum W_i + gaps, C) row, white gaps."""
     h, c = images[0].shape[0], images[0].shape[-1]
     spacer = torch.ones(h, gap, c)
     parts = [p for im in images for p in (im.cpu().float(), spacer)][:-1]

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from inrkit.core.errors import InrkitError
+from inrkit.core.pictures import image_grid, to_uint8, zoom_factor
 from inrkit.data.dataset import open_dataset
 from inrkit.data.image import BadImage, convert
 
-MIN_TILE = 64  # small images (8x8 digits) are enlarged (nearest) to this size so they can be seen
+MIN_TILE = 64  # small images (8x8 digits) are enlarged (nearest, whole factors) to about this size to be seen
 CAPTION = 14  # pixels of caption strip under each tile when there are labels
 
 
@@ -51,18 +52,20 @@ class ShowReport:
         return f"{small[0]}x{small[1]} to {large[0]}x{large[1]} among the first {self.shown}"
 
 
-def image_grid(tiles: list[Image.Image], captions: list[str] | None, columns: int) -> Image.Image:
-    """Tiles in rows of `columns`, each enlarged to at least MIN_TILE, with a caption strip when given."""
-    side = max(tiles[0].width, MIN_TILE)
+def labelled_grid(tiles: list[Image.Image], captions: list[str] | None, columns: int) -> Image.Image:
+    """Tiles in rows of `columns` (core.pictures.image_grid, enlarged towards MIN_TILE), with a caption strip
+    under every tile when captions are given."""
+    images = torch.stack([torch.from_numpy(np.asarray(t.convert("RGB"), dtype=np.float32) / 255) for t in tiles])
     strip = CAPTION if captions else 0
-    rows = math.ceil(len(tiles) / columns)
-    grid = Image.new("RGB", (columns * side, rows * (side + strip)), "white")
-    draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
-    for i, tile in enumerate(tiles):
-        x, y = (i % columns) * side, (i // columns) * (side + strip)
-        grid.paste(tile.convert("RGB").resize((side, side), Image.Resampling.NEAREST), (x, y))
-        if captions:
-            draw.text((x + 2, y + side + 1), captions[i][: side // 6], fill="black", font=font)
+    sheet = image_grid(images, columns, gap=(strip, 0), zoom_to=MIN_TILE)
+    sheet = torch.cat([sheet, torch.ones(strip, *sheet.shape[1:])])  # the last row's captions need a strip too
+    grid = Image.fromarray(to_uint8(sheet))
+    if captions:
+        side = tiles[0].width * zoom_factor(tiles[0].width, MIN_TILE)
+        draw, font = ImageDraw.Draw(grid), ImageFont.load_default()
+        for i, caption in enumerate(captions):
+            x, y = (i % columns) * side, (i // columns) * (side + strip)
+            draw.text((x + 2, y + side + 1), caption[: side // 6], fill="black", font=font)
     return grid
 
 
@@ -86,6 +89,6 @@ def show_dataset(spec: str, out: Path, *, num: int = 64, columns: int = 8, resol
         raise InrkitError(f"no image of {spec} could be decoded.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(tiles, captions if labels else None, min(columns, len(tiles))).save(out)
+    labelled_grid(tiles, captions if labels else None, min(columns, len(tiles))).save(out)
     counts = np.bincount(dataset.targets, minlength=len(dataset.classes)).tolist() if labels else []
     return ShowReport(dataset.describe(), len(dataset), resolution, sizes, dataset.classes, counts, out, len(tiles))

@@ -44,6 +44,7 @@ from torch import nn
 
 from inrkit.core.errors import InrkitError
 from inrkit.core.progress import progress_bar
+from inrkit.metrics.image import mse_per_item
 
 SPACES = ("z", "w")
 STAT_SAMPLES = 10_000  # dlatent_avg_samples
@@ -139,10 +140,6 @@ def _render(G, latents: torch.Tensor, space: str) -> torch.Tensor:
     return G.render(G.inr_params(w))
 
 
-def _pixel_mse(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return (images - targets).square().flatten(1).mean(1)
-
-
 def _project_batch(G, targets, indices: range, start, latent_std: float, distance, *, space, steps, lr, noise,
                    seed, update) -> tuple[torch.Tensor, list[float]]:
     """One batch: the optimised latents (B, d) and the summed (not averaged) clamped-pixel MSE at each step."""
@@ -159,12 +156,12 @@ def _project_batch(G, targets, indices: range, start, latent_std: float, distanc
         draws = np.stack([s.standard_normal(latents.shape[1], dtype=np.float32) for s in streams])
         shift = torch.from_numpy(draws).to(latents.device) * noise_strength(t, latent_std, noise)
         images = _render(G, latents + shift, space)
-        loss = _pixel_mse(images, targets)
+        loss = mse_per_item(images, targets)
         if distance is not None:
             loss = loss + distance(images, target_features)
         (latents.grad,) = torch.autograd.grad(loss.sum(), [latents])  # the latents only, not G's weights
         opt.step()
-        mse = _pixel_mse(images.detach().clamp(-1, 1), targets).sum().item()
+        mse = mse_per_item(images.detach().clamp(-1, 1), targets).sum().item()
         sums.append(mse)
         update(1, mse=mse / len(targets))
     return latents.detach(), sums
@@ -197,6 +194,6 @@ def project(G, targets: torch.Tensor, *, space: str = "w", steps: int = 1000, lr
     with torch.no_grad():
         images = torch.cat([_render(G, latents[i : i + batch], space).clamp(-1, 1)
                             for i in range(0, len(latents), batch)])
-    errors = _pixel_mse(images, targets)
+    errors = mse_per_item(images, targets)
     return Projection(latents=latents.float().cpu(), errors=errors.float().cpu(), images=images.float().cpu(),
                       history=(totals / len(targets)).tolist())
