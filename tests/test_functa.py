@@ -17,9 +17,10 @@ from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.core.parse import parse_index
 from inrkit.fields.grid import make_grid
+from inrkit.metrics.image import mse_per_item
 from inrkit.models import functa as functa_mod
 from inrkit.models.functa import SpatialFuncta, binary_coords, build_functa, parse_latent
-from inrkit.models.metalearn import encode, image_targets, inner_loop, outer_loss, per_image_mse
+from inrkit.models.metalearn import encode, image_targets, inner_loop, outer_loss
 from inrkit.stages.encode import encode as encode_stage
 from inrkit.stages.encode import quantize
 from inrkit.stages.meta import load_recipe, meta
@@ -198,7 +199,7 @@ def test_inner_loop_lowers_the_error_on_every_step(trained):
     model, held, _, _ = trained
     targets, coords = image_targets(held)
     z, history = inner_loop(model, targets, coords, steps=5, differentiable=False)
-    history.append(per_image_mse(model(z, coords), targets).detach())
+    history.append(mse_per_item(model(z, coords), targets).detach())
     errors = torch.stack(history)  # (steps + 1, B)
     assert (errors[1:] < errors[:-1]).all(), errors
 

@@ -16,6 +16,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from inrkit.fields.grid import make_grid
+from inrkit.metrics.image import mse_per_item, psnr_of_mse, psnr_per_item
 from inrkit.models.functa import SpatialFuncta
 
 
@@ -26,16 +27,6 @@ def image_targets(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return targets, make_grid((h, w)).reshape(h * w, 2).to(images.device)
 
 
-def per_image_mse(pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B, N, C), (B, N, C) -> (B,): the mean squared error of each image."""
-    return ((pred - targets) ** 2).flatten(1).mean(dim=1)
-
-
-def psnr_of_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB for data range 1, per item."""
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
-
-
 def inner_step(model: SpatialFuncta, z: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor,
                create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """One Meta-SGD step z <- z - alpha * grad_z sum_b mse_b; returns (new z (B, s, s, c), mse_b (B,) before it).
@@ -44,7 +35,7 @@ def inner_step(model: SpatialFuncta, z: torch.Tensor, coords: torch.Tensor, targ
     """
     with torch.enable_grad():
         z = z if z.requires_grad else z.detach().requires_grad_()
-        mse = per_image_mse(model(z, coords), targets)
+        mse = mse_per_item(model(z, coords), targets)
         (grad,) = torch.autograd.grad(mse.sum(), z, create_graph=create_graph)
     return z - model.learning_rates() * grad, mse.detach()
 
@@ -79,7 +70,7 @@ def outer_loss(model: SpatialFuncta, images: torch.Tensor, steps: int = 3, first
     """
     targets, coords = image_targets(images)
     z, history = inner_loop(model, targets, coords, steps, first_order, checkpointed)
-    mse = per_image_mse(model(z, coords), targets)
+    mse = mse_per_item(model(z, coords), targets)
     start = history[0] if history else mse.detach()
     return mse.mean(), {"psnr": psnr_of_mse(mse.detach()), "psnr_start": psnr_of_mse(start)}
 
@@ -89,8 +80,7 @@ def encode(model: SpatialFuncta, images: torch.Tensor, steps: int = 3) -> tuple[
     targets, coords = image_targets(images)
     z, _ = inner_loop(model, targets, coords, steps, differentiable=False)
     with torch.no_grad():
-        mse = per_image_mse(model(z, coords).clamp(0, 1), targets)
-    return z, psnr_of_mse(mse)
+        return z, psnr_per_item(model(z, coords).clamp(0, 1), targets)
 
 
 def decode(model: SpatialFuncta, latents: torch.Tensor) -> torch.Tensor:

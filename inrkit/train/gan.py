@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from inrkit.core import artifacts, runtime
-from inrkit.core.pictures import save_png
+from inrkit.core.pictures import image_grid, save_png
 
 GRID = (4, 8)     # rows x columns of the snapshot sample grid
 GRID_SEED = 123   # the grid's latents: the same in every snapshot and every run
@@ -149,7 +149,4 @@ def save_grid(path: Path, G_ema) -> None:
     z = torch.from_numpy(np.stack([np.random.default_rng([GRID_SEED, k]).standard_normal(
         G_ema.config["z_dim"], dtype=np.float32) for k in range(rows * cols)])).to(G_ema.w_avg.device)
     images = ((G_ema(z, update_w_avg=False) + 1) / 2).clamp(0, 1).cpu()  # (N, C, R, R)
-    grid = images.view(rows, cols, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # rows, R, cols, R, C
-    sheet = grid.reshape(rows * images.shape[-2], cols * images.shape[-1], images.shape[1])
-    zoom = max(1, 64 // images.shape[-1])
-    save_png(path, sheet.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1))
+    save_png(path, image_grid(images.permute(0, 2, 3, 1), columns=cols, gap=0, zoom_to=64))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts, runtime
-from inrkit.core.pictures import plot_curve, save_png
+from inrkit.core.pictures import image_grid, plot_curve, save_png
 from inrkit.models.metalearn import decode, encode, outer_loss
 
 MODEL_KIND = "functa-model"
@@ -70,10 +70,9 @@ def save_reconstructions(run_dir: Path, model, images: torch.Tensor, step: int, 
     """Targets (top row) above their inner-loop reconstructions (bottom row), and the PSNR curve."""
     z, _ = encode(model, images, inner_steps)
     recon = decode(model, z)
-    rows = [torch.cat(list((x + 1) / 2 if i == 0 else x), dim=2) for i, x in enumerate((images, recon))]
-    sheet = torch.cat(rows, dim=1).permute(1, 2, 0).cpu()
-    zoom = max(1, 96 // images.shape[-1])  # small images are enlarged so the picture is readable
-    save_png(run_dir / f"reconstructions-{step:07d}.png", sheet.repeat_interleave(zoom, 0).repeat_interleave(zoom, 1))
+    sheet = image_grid(torch.cat([(images + 1) / 2, recon]).permute(0, 2, 3, 1), columns=len(images), gap=0,
+                       zoom_to=96)  # small images are enlarged so the picture is readable
+    save_png(run_dir / f"reconstructions-{step:07d}.png", sheet)
     lines = (run_dir / "stats.jsonl").read_text().splitlines() if (run_dir / "stats.jsonl").is_file() else []
     history = [json.loads(line) for line in lines if line.strip()]
     if history:
