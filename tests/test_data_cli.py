@@ -9,7 +9,7 @@ from PIL import Image
 from test_data import write_image_folder
 from typer.testing import CliRunner
 
-from inrkit.cli_data import data_app
+from inrkit.cli.data import data_app
 
 runner = CliRunner()
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from inrkit.core import artifacts
+from inrkit.core.config import load_recipe as _load_recipe
 from inrkit.core.errors import InrkitError
 from inrkit.core.parse import parse_index
 from inrkit.fields.grid import make_grid
@@ -21,10 +22,16 @@ from inrkit.metrics.image import mse_per_item
 from inrkit.models import functa as functa_mod
 from inrkit.models.functa import SpatialFuncta, binary_coords, build_functa, parse_latent
 from inrkit.models.metalearn import encode, image_targets, inner_loop, outer_loss
+from inrkit.stages.configs import MetaConfig
 from inrkit.stages.encode import encode as encode_stage
 from inrkit.stages.encode import quantize
-from inrkit.stages.meta import load_recipe, meta
-from inrkit.stages.render_functa import render_functaset
+from inrkit.stages.meta import meta
+from inrkit.stages.render import render
+
+
+def load_recipe(text):
+    return _load_recipe(text, MetaConfig)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 threads on a busy 2-core machine are slower than one
@@ -315,13 +322,13 @@ def test_encode_stage_with_more_steps_and_quantisation(run, tmp_path):
 def test_render_functaset_embedded_named_and_perturbed(run, tmp_path):
     out, _ = run
     fs = out.with_suffix("") / "functaset-train.safetensors"
-    render_functaset(fs, tmp_path / "a.png", index=[0, 1, 2], device="cpu")
+    render(fs, tmp_path / "a.png", index=[0, 1, 2], device="cpu")
     assert Image.open(tmp_path / "a.png").size == (3 * 16 + 2 * 2, 16)
-    render_functaset(fs, tmp_path / "b.png", index=[0, 1], scale=2.0, model=out, device="cpu")
+    render(fs, tmp_path / "b.png", index=[0, 1], scale=2.0, model=out, device="cpu")
     assert Image.open(tmp_path / "b.png").size == (2 * 32 + 2, 32)
-    render_functaset(fs, tmp_path / "c.png", index=[0], size=(8, 12), device="cpu")
+    render(fs, tmp_path / "c.png", index=[0], size=(8, 12), device="cpu")
     assert Image.open(tmp_path / "c.png").size == (12, 8)
-    render_functaset(fs, tmp_path / "p.png", index=[0, 1], perturb=3, device="cpu")
+    render(fs, tmp_path / "p.png", index=[0, 1], perturb=3, device="cpu")
     picture = np.asarray(Image.open(tmp_path / "p.png")).astype(int)
     assert picture.shape[0] == 3 * 16 + 2 * 4
     diff = picture[-16:]
@@ -331,12 +338,12 @@ def test_render_functaset_embedded_named_and_perturbed(run, tmp_path):
     artifacts.load_state(model, artifacts.read(out), out)
     z = artifacts.read(fs).tensors["latents"][:1]
     expected = (model.render(z).clamp(0, 1)[0] * 255).round().to(torch.uint8).numpy()
-    render_functaset(fs, tmp_path / "d.png", index=[0], device="cpu")
+    render(fs, tmp_path / "d.png", index=[0], device="cpu")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), expected)
 
 
 def test_perturbation_is_local_for_spatial_and_global_for_flat_latents():
-    from inrkit.stages.render_functa import perturbation
+    from inrkit.models.functa_family import perturbation
 
     for latent, local in (((4, 4, 4), True), ((1, 1, 8), False)):
         model = tiny("nearest", latent=latent, resolution=16)
@@ -354,15 +361,15 @@ def test_named_model_must_exist_and_match(run, tmp_path):
     out, _ = run
     fs = out.with_suffix("") / "functaset-train.safetensors"
     with pytest.raises(InrkitError, match="does not exist"):
-        render_functaset(fs, tmp_path / "a.png", model=tmp_path / "none.safetensors", device="cpu")
+        render(fs, tmp_path / "a.png", model=tmp_path / "none.safetensors", device="cpu")
     other = tmp_path / "other.safetensors"
     model = tiny("nearest", latent=(4, 4, 8), resolution=16, width=16, depth=3)
     artifacts.save(other, artifacts.Artifact(kind="functa-model", tensors=model.state_dict(),
                                              config=dict(model=model.config)))
     with pytest.raises(InrkitError, match="is not the model"):
-        render_functaset(fs, tmp_path / "a.png", model=other, device="cpu")
+        render(fs, tmp_path / "a.png", model=other, device="cpu")
     with pytest.raises(InrkitError, match="outside"):
-        render_functaset(fs, tmp_path / "a.png", index=[99], device="cpu")
+        render(fs, tmp_path / "a.png", index=[99], device="cpu")
     assert parse_index("0-3,7") == [0, 1, 2, 3, 7]
 
 
@@ -451,9 +458,9 @@ def test_bad_input_is_one_clear_error(call, message, run, tmp_path):
 def test_functaset_whose_model_is_missing(run, tmp_path):
     bare = _unembedded(run, tmp_path)
     with pytest.raises(InrkitError, match="is missing"):
-        render_functaset(bare, tmp_path / "a.png", device="cpu")
+        render(bare, tmp_path / "a.png", device="cpu")
     out, _ = run
-    render_functaset(bare, tmp_path / "b.png", index=[0], model=out, device="cpu")  # named: fine
+    render(bare, tmp_path / "b.png", index=[0], model=out, device="cpu")  # named: fine
 
 
 @pytest.mark.slow

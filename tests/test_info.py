@@ -8,7 +8,7 @@ import typer
 from safetensors.torch import save as st_save
 from typer.testing import CliRunner
 
-from inrkit.cli_info import register
+from inrkit.cli.info import register
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.stages.fit import fit

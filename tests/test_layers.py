@@ -6,7 +6,7 @@ check needs no import of inrkit and sees code paths no test runs. The layers (RE
     rank 0  core          rank 3  train
     rank 1  data, signal  rank 4  stages
     rank 2  fields, models, metrics (siblings)
-    rank 5  cli (inrkit/cli.py, cli_data.py, cli_info.py, or a package inrkit/cli/)
+    rank 5  cli (the package inrkit/cli/)
     top     inrkit/__init__.py
 
 An import of the same rank is allowed (public names only); `from inrkit import x` imports the top package
@@ -22,7 +22,7 @@ from pathlib import Path
 import inrkit
 
 LAYERS = {"core": 0, "data": 1, "signal": 1, "fields": 2, "models": 2, "metrics": 2, "train": 3, "stages": 4,
-          "cli": 5, "cli_data": 5, "cli_info": 5}
+          "cli": 5}
 
 
 def is_private(name: str) -> bool:

@@ -13,84 +13,47 @@ inner loop's double backward do not mix well; one all_reduce of a flat buffer is
 
 from __future__ import annotations
 
-import inspect
-import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.checks import require_at_least, require_choice, require_suffix
+from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
+from inrkit.stages.configs import MetaConfig
 from inrkit.stages.encode import write_functaset
 from inrkit.train.loop import Run, Schedule, resume, training_loop
 from inrkit.train.metalearn import MetaObjective
 
 ARCHS = ("spatial-functa", "functa")
-# Options that change what is learned: a resumed run must match them. Others (steps, snapshot, seconds,
-# device, workers, checkpointed, progress, functaset options) may change between runs.
-TRAINING_KEYS = ("data", "count", "arch", "latent", "interp", "kernel", "resolution", "channels", "width", "depth",
-                 "w0", "inner_steps", "first_order", "lr", "batch", "seed")
 PICTURE_ITEMS = 8  # training images shown in each snapshot picture
 
 
-def meta(
-    data: str,                         # training images (see inrkit.data.DATA_HELP)
-    out: Path,                         # the functa-model artifact; the run folder is OUT without its suffix
-    arch: str = "spatial-functa",      # spatial-functa, or functa (a flat latent: --latent C, s = 1)
-    latent: str = "8x8x16",            # latent shape SxSxC (App. C.1: 8x8x16 or 4x4x64 on CIFAR-10)
-    interp: str = "nearest",           # nearest (per-patch coordinates) or bilinear (binary coordinates), App. C
-    kernel: int = 1,                   # latent-to-modulation convolution: 1x1, or 3x3 (Tab. 3*)
-    resolution: int = 32,              # image side; the latent side must divide it
-    channels: int = 3,                 # 3 (RGB) or 1 (grey)
-    width: int = 256,                  # SIREN width (Tab. 4: 256)
-    depth: int = 6,                    # SIREN linear layers in all (Tab. 4: 6 for 8x8 latents)
-    w0: float = 10.0,                  # SIREN omega_0 (App. C.1: 10)
-    inner_steps: int = 3,              # inner SGD steps from zero latents (Sec. 4: 3)
-    first_order: bool = False,         # treat inner gradients as constants (no second-order terms)
-    checkpointed: bool = False,        # recompute inner-loop activations in the outer backward (saves memory)
-    lr: float = 3e-5,                  # outer Adam learning rate (Tab. 4: 3e-5 for 8x8x16 1-NN)
-    batch: int = 128,                  # images per outer step, over all ranks (App. C.1: 128)
-    steps: int = 200_000,              # outer steps in all (App. C.1: 200k for 8x8 latents)
-    seconds: float | None = None,      # stop this run after this much training time (then snapshot and encode)
-    snapshot: int = 1000,              # outer steps between snapshots (model, state, picture)
-    tick: int = 100,                   # outer steps per tick (status line, stats record)
-    count: int | None = None,          # use the first `count` training images (default: all)
-    heldout: str | None = None,        # held-out images for the final functaset (default: a builtin set's heldout)
-    heldout_count: int | None = None,  # use the first `heldout_count` held-out images
-    functasets: bool = True,           # encode the training and held-out sets at the end
-    encode_steps: int = 3,             # inner steps when encoding the functasets
-    encode_batch: int = 64,            # images per encoding batch
-    workers: int = 2,                  # data-decoding processes
-    seed: int = 0,                     # model initialisation and data order
-    device: str = "auto",
-    progress: bool = True,
-) -> dict:
-    """Meta-learn the shared parameters, write the model and functasets; return summary metrics."""
-    out = Path(out)
-    options = {k: v for k, v in locals().items() if k in inspect.signature(meta).parameters}
-    options["out"] = str(out)
-    cfg = SimpleNamespace(**options)
+def meta(data: str, out: Path, **options) -> dict:
+    """Meta-learn the shared parameters, write the model and functasets; return summary metrics.
+    `options` are MetaConfig's fields (inrkit/stages/configs.py); rerunning the same call resumes."""
+    cfg = build(MetaConfig, data=data, out=Path(out), **options)
+    out, batch, options = cfg.out, cfg.batch, options_of(cfg)
     shape = _check_options(cfg)
-    dev = pick_device(device)
+    dev = pick_device(cfg.device)
     runtime.init_distributed(dev)
     objective, dataset = _setup(cfg, shape, dev, options)
-    run = Run(run_dir=out.with_suffix(""), training={k: options[k] for k in TRAINING_KEYS}, device=dev,
-              progress=progress)
+    run = Run(run_dir=out.with_suffix(""), training={k: options[k] for k in resume_keys(MetaConfig)}, device=dev,
+              progress=cfg.progress)
     pos = resume(objective, run)
-    schedule = Schedule(total_images=steps * batch, batch=batch, tick_images=tick * batch,
-                        snapshot_images=snapshot * batch, seconds=seconds)
+    schedule = Schedule(total_images=cfg.steps * batch, batch=batch, tick_images=cfg.tick * batch,
+                        snapshot_images=cfg.snapshot * batch, seconds=cfg.seconds)
     pos = training_loop(objective, _batches(dataset, cfg), schedule, run, out, pos)
     seconds_run = time.perf_counter() - run.started
     done = (pos["images"] - run.start_images) // batch
     print0(f"meta-learned {pos['step']} steps ({done} in this run, {seconds_run:.0f} s) -> {out}")
     metrics = dict(step=pos["step"], run_steps=done, run_seconds=seconds_run,
                    parameters_sha256=parameters_sha256(objective.model))
-    if functasets:
+    if cfg.functasets:
         metrics.update(_final_functasets(objective.model, out, run.run_dir, dataset, cfg))
     return metrics
 
@@ -183,35 +146,3 @@ def _up_to_date(path: Path, model_path: Path, dataset) -> bool:
     art = artifacts.read(path, kind="functaset")
     return (art.config.get("model_sha256") == artifacts.sha256(model_path)
             and art.config.get("data", {}).get("fingerprint") == dataset.fingerprint)
-
-
-def load_recipe(path: str | Path) -> dict:
-    """A recipe file (JSON): {"options": {...}, "variants": {name: {...}}}; 'FILE#NAME' applies a variant."""
-    text, _, variant = str(path).partition("#")
-    try:
-        recipe = json.loads(Path(text).read_text())
-    except FileNotFoundError:
-        raise InrkitError(f"recipe {text} does not exist.") from None
-    except ValueError:
-        raise InrkitError(f"recipe {text} is not valid JSON.") from None
-    options = dict(recipe.get("options", {}))
-    if variant:
-        variants = recipe.get("variants", {})
-        if variant not in variants:
-            raise InrkitError(f"recipe {text} has no variant {variant!r}; it has {', '.join(variants) or 'none'}.")
-        options.update(variants[variant])
-    known = set(inspect.signature(meta).parameters)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise InrkitError(f"recipe {text} sets unknown option {unknown[0]!r}.")
-    return options
-
-
-def meta_with_recipe(recipe: str | Path | None, **given) -> dict:
-    """Run `meta` with the recipe's options, overridden by the options given here (the command line)."""
-    options = load_recipe(recipe) if recipe else {}
-    options.update(given)
-    for key in ("data", "out"):
-        if options.get(key) is None:
-            raise InrkitError(f"--{key} is needed (neither given nor set by the recipe).")
-    return meta(**options)

@@ -30,29 +30,22 @@ generator's w_avg buffer is averaged after each update, so the ranks stay identi
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from inrkit.core import runtime
 from inrkit.core.checks import require_at_least, require_positive, require_suffix
+from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models.discriminator import Discriminator, discriminator_config
 from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_summary
+from inrkit.stages.configs import TrainGanConfig
 from inrkit.train.gan import GanObjective
 from inrkit.train.loop import Run, Schedule, resume, training_loop
-
-# Options that change what is learned: a resumed run must match them. The others (kimg, tick_kimg,
-# snapshot_ticks, fid_ticks, fid_n, workers, device, progress) may change between runs.
-TRAINING_KEYS = ("data", "arch", "resolution", "channels", "blocks", "fmm_rank", "modulation", "fourier",
-                 "multiscale", "upsample", "fourier_scale", "z_dim", "flip", "hyper_hidden", "d_channel_base",
-                 "d_channel_max", "batch",
-                 "lr_g", "lr_shared", "lr_d", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "seed")
 
 
 def parse_blocks(blocks) -> list[list[int]] | None:
@@ -69,67 +62,28 @@ def parse_blocks(blocks) -> list[list[int]] | None:
     return triples
 
 
-def train_gan(
-    data: str,                       # training images (see inrkit.data.DATA_HELP)
-    out: Path,                       # the generator artifact; the run folder is OUT without its suffix
-    *,
-    arch: str = "inrgan",            # inrgan (hypernetwork) or inr-latent (Table 1 baseline)
-    resolution: int = 32,            # training resolution (square)
-    channels: int = 3,               # 3 (RGB) or 1 (grey)
-    blocks=None,                     # [(resolution, layers, width), ...] or '8x1x16,16x1x16'; None: the default
-    fmm_rank: int = 10,              # r of Sec. 3.2
-    modulation: str = "fmm",         # fmm | fmm-linear | full
-    fourier: bool = True,            # Fourier features at block starts
-    multiscale: bool = True,         # False: every block at the output resolution
-    upsample: str = "nearest",       # nearest | bilinear
-    fourier_scale: float = 10.0,     # std of the initial Fourier frequencies, radians per unit of [0, 1]
-    z_dim: int = 512,                # App. A
-    hyper_hidden: int = 1024,        # hypernetwork width (App. A)
-    d_channel_base: int = 16384,     # discriminator channels: config-e (32768: config-f)
-    d_channel_max: int = 512,
-    kimg: float = 25_000,            # thousands of real images shown to D in all (StyleGAN2: 25000)
-    seconds: float | None = None,    # stop this run after this much wall time (a tick and a snapshot end it)
-    batch: int = 32,                 # images per step over all ranks (StyleGAN2 config-e: 32)
-    flip: bool = True,               # random horizontal flips of the reals (Sec. 4.1); off for digits or text
-    lr_g: float = 1e-5,              # G's hypernetwork (App. A)
-    lr_shared: float = 5e-4,         # the INR's shared parameters (App. A)
-    lr_d: float = 3e-3,              # D (App. A)
-    r1_gamma: float = 10.0,          # R1 weight (App. A)
-    r1_every: int = 1,               # R1 every N steps, lazily scaled (App. A: every step)
-    ema_kimg: float = 10.0,          # EMA half-life in thousands of images (StyleGAN2: 10)
-    ema_rampup: float | None = None,  # half-life at most this fraction of the images seen so far (e.g. 0.05)
-    tick_kimg: float = 4.0,          # thousands of images per tick (status line, stats record)
-    snapshot_ticks: int = 50,        # ticks between snapshots (artifact, state, sample grid)
-    fid_ticks: int = 0,              # ticks between FID evaluations of the EMA generator (0: never)
-    fid_n: int = 10_000,             # generated images per FID
-    keep_snapshots: bool = False,    # also keep every snapshot's generator as RUN/generator-KIMG.safetensors
-    seed: int = 0,
-    workers: int = 2,
-    device: str = "auto",
-    dry_run: bool = False,           # print the resolved configuration and sizes; train and write nothing
-    progress: bool = True,
-) -> dict:
-    """Train (or resume) a GAN; write the EMA generator and the run folder; return summary metrics."""
-    out = Path(out)
-    options = {k: v for k, v in locals().items() if k in inspect.signature(train_gan).parameters}
-    options["out"], options["blocks"] = str(out), parse_blocks(blocks)
-    cfg = SimpleNamespace(**options)
+def train_gan(data: str, out: Path, **options) -> dict:
+    """Train (or resume) a GAN; write the EMA generator and the run folder; return summary metrics.
+    `options` are TrainGanConfig's fields (inrkit/stages/configs.py); rerunning the same call resumes."""
+    cfg = build(TrainGanConfig, data=data, out=Path(out), **options)
+    cfg.blocks = parse_blocks(cfg.blocks)
     gcfg, dcfg = _model_configs(cfg)
-    options["blocks"] = gcfg["blocks"]
+    cfg.blocks = gcfg["blocks"]  # the resolved default is what the artifact and the resume check record
+    out, options = cfg.out, options_of(cfg)
     _check_options(cfg)
-    if dry_run:
+    if cfg.dry_run:
         return _dry_run(gcfg, dcfg, options)
-    dev = pick_device(device)
+    dev = pick_device(cfg.device)
     runtime.init_distributed(dev)
-    if batch % runtime.world_size():
-        raise InrkitError(f"--batch {batch} does not split evenly over {runtime.world_size()} processes.")
-    training = {k: options[k] for k in TRAINING_KEYS}
+    if cfg.batch % runtime.world_size():
+        raise InrkitError(f"--batch {cfg.batch} does not split evenly over {runtime.world_size()} processes.")
+    training = {k: options[k] for k in resume_keys(TrainGanConfig)}
     objective, dataset = _setup(cfg, gcfg, dcfg, dev, options, training)
-    run = Run(run_dir=out.with_suffix(""), training=training, device=dev, progress=progress)
+    run = Run(run_dir=out.with_suffix(""), training=training, device=dev, progress=cfg.progress)
     pos = resume(objective, run)
-    tick = int(round(tick_kimg * 1000))
-    schedule = Schedule(total_images=int(round(kimg * 1000)), batch=batch, tick_images=tick,
-                        snapshot_images=tick * snapshot_ticks, seconds=seconds)
+    tick = int(round(cfg.tick_kimg * 1000))
+    schedule = Schedule(total_images=int(round(cfg.kimg * 1000)), batch=cfg.batch, tick_images=tick,
+                        snapshot_images=tick * cfg.snapshot_ticks, seconds=cfg.seconds)
     pos = training_loop(objective, _batches(dataset, cfg), schedule, run, out, pos)
     run_seconds = time.perf_counter() - run.started
     print0(f"trained to {pos['images'] / 1000:.3f} kimg ({(pos['images'] - run.start_images) / 1000:.3f} in this "

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
+from inrkit.cli.errors import user_errors
 from inrkit.core.errors import InrkitError
 from inrkit.data import DATA_HELP, pack_dataset, show_dataset
 
@@ -17,19 +14,6 @@ data_app = typer.Typer(
     help="Look at image datasets and pack them into webdataset shards.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
 )
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """An InrkitError becomes one line on stderr and exit code 1, as inrkit.cli.main prints it, so the
-    sub-app behaves the same mounted or on its own (--debug / INRKIT_DEBUG keep the traceback)."""
-    try:
-        yield
-    except InrkitError as err:
-        if os.environ.get("INRKIT_DEBUG") or "--debug" in sys.argv:
-            raise
-        typer.echo(f"inrkit: error: {err}", err=True)
-        raise typer.Exit(1) from None
 
 
 @data_app.command("pack")

@@ -1,0 +1,48 @@
+"""`inrkit fit`, `inrkit meta`, `inrkit train-gan`: options declared from the stages' configs
+(inrkit/stages/configs.py), resolved as dataclass defaults < `--config` recipe < command line, then one stage call.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from inrkit.cli.declare import command
+from inrkit.stages.configs import FitConfig, MetaConfig, TrainGanConfig
+
+FIT_DOC = """Fit one signal. Example: inrkit fit builtin:camera --arch loe --size 256 --out out/camera.safetensors"""
+META_DOC = """Meta-learn (spatial) functa and encode functasets. Example: inrkit meta --data builtin:photos
+    --latent 8x8x16 --interp nearest --width 64 --depth 4 --lr 1e-3 --batch 16 --steps 2000 --out out/sf.safetensors
+    (paper settings: --config recipes/spatial-functa-cifar10.json; 2 processes: torchrun --nproc_per_node 2
+    -m inrkit.cli meta ...)"""
+TRAIN_GAN_DOC = """Train an INR-GAN generator (StyleGAN2 settings, App. A). Example: inrkit train-gan --data
+    builtin:photos --resolution 32 --blocks 16x2x128,32x2x128 --kimg 500 --out out/gan.safetensors
+    (rerun the same command to resume; 2 processes: torchrun --nproc_per_node 2 -m inrkit.cli train-gan ...)"""
+
+
+def run_fit(kw: dict) -> None:
+    """--size is text on the command line and in a recipe; the stage takes (H, W)."""
+    from inrkit.core.parse import parse_size
+    from inrkit.stages.fit import fit
+
+    size = kw["size"]
+    fit(**dict(kw, size=parse_size(str(size)) if size else None))
+
+
+def run_meta(kw: dict) -> None:
+    from inrkit.stages.meta import meta
+
+    meta(**kw)
+
+
+def run_train_gan(kw: dict) -> None:
+    from inrkit.stages.train_gan import train_gan
+
+    train_gan(**kw)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the three training commands to `app`."""
+    app.command("fit")(command(FitConfig, run_fit, doc=FIT_DOC, arguments=("signal",)))
+    app.command("meta")(command(MetaConfig, run_meta, doc=META_DOC,
+                                flags=dict(first_order="--first-order/--second-order")))
+    app.command("train-gan")(command(TrainGanConfig, run_train_gan, doc=TRAIN_GAN_DOC))

@@ -1,0 +1,141 @@
+"""The training stages' options, each written once: name, default, help, and whether a resumed run must match it.
+
+`inrkit fit`, `inrkit meta` and `inrkit train-gan` declare their command-line options from these dataclasses,
+recipes (recipes/*.json, `--config FILE[#VARIANT]`) set their fields, and the stages build them. The end-of-line
+comments are the stages' own (they cite the papers); `help` is what `--help` prints. `resume=True` marks the
+options that change what is learned: a rerun that resumes a run must give the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from inrkit.core.config import option
+
+DEVICE_HELP = "auto | cpu | cuda"
+
+
+@dataclass
+class FitConfig:
+    """`inrkit fit`: one signal, one coordinate network (LoE supp. A's settings by default)."""
+
+    signal: str = option(help="Image file, folder of frames, animated GIF, or builtin:NAME.", resume=True)
+    out: Path = option(Path("out/field.safetensors"), "Field artifact to write.")  # pictures go to a folder beside it
+    arch: str = option("loe", "siren | pe | loe", resume=True)
+    width: int = option(64, "Hidden channels.", resume=True)  # LoE supp. A: 64
+    depth: int = option(10, "Linear layers in all.", resume=True)  # LoE supp. A: 10, of which 9 position-dependent
+    tile: int = option(2, "LoE: candidate weights per axis (N; N^d per layer).", resume=True)
+    blend: str = option("nearest", "LoE blending: nearest | linear.", resume=True)  # nearest (Eq. 5) or linear (Eq. 4)
+    arrangement: str = option("coarse-to-fine", "LoE grid layout: coarse-to-fine | fine-to-coarse | interleaved | "
+                              "chunked | random-affine.", resume=True)  # LoE grid layout (supp. Tables 5-6)
+    frequencies: int = option(8, "Positional-encoding frequencies L (LoE: 0 = constant input).", resume=True)
+    w0: float = option(30.0, "SIREN w0 (first and hidden layers).", resume=True)
+    steps: int = option(2000, "Optimisation steps; the schedule depends on it, so resuming needs the same.",
+                        resume=True)
+    seconds: float | None = option(None, "Stop this run after this much wall time (with a snapshot); rerun to "
+                                   "continue.")
+    tick: int = option(50, "Steps per tick (status line, stats record).")
+    snapshot: int = option(1000, "Steps between snapshots (artifact, pictures, training state).")
+    lr: float | None = option(None, "Learning rate (default 5e-3 for pe/loe, 1e-4 for siren).",
+                              resume=True)  # DEFAULT_LR
+    lr_decay: float = option(0.1, "Multiply the learning rate by this ...", resume=True)
+    lr_decay_at: float = option(0.5, "... after this fraction of the steps.",
+                                resume=True)  # supp. A: 5e-3 -> 5e-4 halfway
+    batch_pixels: int = option(0, "Random pixels per step; 0 = the full grid every step.", resume=True)  # 0: supp. A
+    size: str | None = option(None, "Resample the target to N or HxW.", metavar="N|HxW",
+                              resume=True)  # parsed by the stage
+    seed: int = option(0, "Initialisation and pixel sampling.", resume=True)
+    device: str = option("auto", DEVICE_HELP)
+    progress: bool = option(True, "Show a progress bar.", cli=False)
+
+
+@dataclass
+class MetaConfig:
+    """`inrkit meta`: spatial functa (Bauer et al. 2023) meta-learned with a Meta-SGD inner loop."""
+
+    data: str = option(help="Training images: a folder, .zip, shards or builtin:NAME.", resume=True)
+    out: Path = option(Path("out/functa.safetensors"), "functa-model artifact; run folder beside it.")
+    arch: str = option("spatial-functa", "spatial-functa | functa (flat latent).", resume=True)
+    latent: str = option("8x8x16", "Latent shape SxSxC, e.g. 8x8x16; C alone is a flat functa.", resume=True,
+                         metavar="SxSxC")  # App. C.1: 8x8x16 or 4x4x64 on CIFAR-10
+    interp: str = option("nearest", "nearest (per-patch coordinates) | bilinear (binary coordinates).",
+                         resume=True)  # App. C
+    kernel: int = option(1, "Latent-to-modulation convolution: 1 (1x1) or 3 (3x3).", resume=True)  # 3x3: Tab. 3*
+    resolution: int = option(32, "Image side; the latent side must divide it.", resume=True)
+    channels: int = option(3, "3 (RGB) or 1 (grey).", resume=True)
+    width: int = option(256, "SIREN width.", resume=True)  # Tab. 4: 256
+    depth: int = option(6, "SIREN linear layers in all.", resume=True)  # Tab. 4: 6 for 8x8 latents
+    w0: float = option(10.0, "SIREN omega_0.", resume=True)  # App. C.1: 10
+    inner_steps: int = option(3, "Inner SGD steps from zero latents.", resume=True)  # Sec. 4: 3
+    first_order: bool = option(False, "Gradients through the inner loop: second order by default.",
+                               resume=True)  # treat inner gradients as constants (no second-order terms)
+    checkpointed: bool = option(False, "Recompute inner-loop activations in the backward (less memory).")
+    lr: float = option(3e-5, "Outer Adam learning rate.", resume=True)  # Tab. 4: 3e-5 for 8x8x16 1-NN
+    batch: int = option(128, "Images per outer step over all processes.", resume=True)  # App. C.1: 128
+    steps: int = option(200_000, "Outer steps in all; rerun with more to extend.")  # App. C.1: 200k for 8x8 latents
+    seconds: float | None = option(None, "Stop this run after this many seconds of training.")  # then snapshot
+    snapshot: int = option(1000, "Steps between snapshots.")  # model, state, picture
+    tick: int = option(100, "Outer steps per tick (status line, stats record).")
+    tick: int = option(100, "Outer steps per tick (status line, stats record).")
+    count: int | None = option(None, "Use the first N training images.", resume=True)  # default: all
+    heldout: str | None = option(None, "Held-out images for the final functaset (default: the heldout split of a "
+                                 "builtin: set).")
+    heldout_count: int | None = option(None, "Use the first N held-out images.")
+    functasets: bool = option(True, "Encode the training and held-out sets at the end.")
+    encode_steps: int = option(3, "Inner steps when encoding the functasets.")
+    encode_batch: int = option(64, "Images per encoding batch.", cli=False)
+    workers: int = option(2, "Data-decoding processes.")
+    seed: int = option(0, "Initialisation and data order.", resume=True)
+    device: str = option("auto", DEVICE_HELP)
+    progress: bool = option(True, "Show a progress bar.", cli=False)
+
+
+@dataclass
+class TrainGanConfig:
+    """`inrkit train-gan`: INR-GAN (Skorokhodov et al. 2021) against the config-e StyleGAN2 discriminator; the
+    defaults are the paper's (App. A)."""
+
+    data: str = option(help="Training images: a folder, .zip, shards or builtin:NAME.", resume=True)
+    out: Path = option(Path("out/generator.safetensors"), "Generator artifact (EMA weights); run folder beside it.")
+    arch: str = option("inrgan", "inrgan (hypernetwork) | inr-latent (Table 1 baseline).", resume=True)
+    resolution: int = option(32, "Training resolution (square).", resume=True)
+    channels: int = option(3, "3 (RGB) or 1 (grey).", resume=True)
+    blocks: str | None = option(None, "INR blocks RESxLAYERSxWIDTH,..., e.g. 16x2x128,32x2x128 (default: the "
+                                "paper's recipe scaled to --resolution).", resume=True,
+                                metavar="RxLxW,...")  # or [(resolution, layers, width), ...]; parsed by the stage
+    fmm_rank: int = option(10, "FMM rank r (Sec. 3.2).", resume=True)
+    modulation: str = option("fmm", "fmm | fmm-linear | full", resume=True)
+    fourier: bool = option(True, "Fourier features at block starts.", resume=True)
+    multiscale: bool = option(True, "Multi-scale blocks (Sec. 3.3).", resume=True)  # off: all at the output size
+    upsample: str = option("nearest", "nearest | bilinear", resume=True)
+    fourier_scale: float = option(10.0, "Std of the initial Fourier frequencies (radians per unit of [0, 1]); "
+                                  "lower it for smooth, low-resolution data.", resume=True)
+    z_dim: int = option(512, "Latent size.", resume=True)  # App. A
+    hyper_hidden: int = option(1024, "Hypernetwork width.", resume=True)  # App. A
+    d_channel_base: int = option(16384, "Discriminator channel base (16384: config-e).", resume=True)  # 32768: f
+    d_channel_max: int = option(512, "Discriminator channels at most.", resume=True)
+    kimg: float = option(25_000, "Thousands of real images in all; rerun with more to extend.")  # StyleGAN2: 25000
+    seconds: float | None = option(None, "Stop this run after this much wall time (with a snapshot); rerun to "
+                                   "continue.")  # a tick and a snapshot end it
+    batch: int = option(32, "Images per step over all processes.", resume=True)  # StyleGAN2 config-e: 32
+    flip: bool = option(True, "Random horizontal flips of the training images (the paper's; turn off where "
+                        "mirroring changes meaning, e.g. digits).", resume=True)  # Sec. 4.1
+    lr_g: float = option(1e-5, "Adam rate of G's hypernetwork (App. A).", resume=True)
+    lr_shared: float = option(5e-4, "Adam rate of the INR's shared parameters (App. A).", resume=True)
+    lr_d: float = option(3e-3, "Adam rate of D (App. A).", resume=True)
+    r1_gamma: float = option(10.0, "R1 penalty weight.", resume=True)  # App. A
+    r1_every: int = option(1, "R1 every N steps, lazily scaled (App. A: 1).", resume=True)
+    ema_kimg: float = option(10.0, "EMA half-life of G in thousands of images.", resume=True)  # StyleGAN2: 10
+    ema_rampup: float | None = option(None, "EMA ramp-up: half-life at most this fraction of the images so far "
+                                      "(e.g. 0.05).", resume=True)
+    tick_kimg: float = option(4.0, "Thousands of images per tick (status line, stats record).")
+    snapshot_ticks: int = option(50, "Ticks between snapshots (artifact, state, sample grid).")
+    fid_ticks: int = option(0, "Ticks between FID evaluations (0: never).")  # of the EMA generator
+    fid_n: int = option(10_000, "Generated images per FID.")
+    keep_snapshots: bool = option(False, "Also keep every snapshot's generator as RUN/generator-KIMG.safetensors.")
+    seed: int = option(0, "Initialisation, latents and data order.", resume=True)
+    workers: int = option(2, "Data-decoding processes.")
+    device: str = option("auto", DEVICE_HELP)
+    dry_run: bool = option(False, "Print the resolved config, parameters and GMACs; train and write nothing.")
+    progress: bool = option(True, "Show a progress bar.", cli=False)
