@@ -29,4 +29,7 @@ def hashes():
 
 @pytest.mark.parametrize("name", sorted(RECORD["hashes"]))
 def test_same_tensors_as_recorded(hashes, name):
-    assert hashes[name] == RECORD["hashes"][name]
+    """Every file recorded is written again with the same tensors (a stage may write new files, e.g. fit's
+    training state since fit became resumable)."""
+    recorded = RECORD["hashes"][name]
+    assert {f: hashes[name].get(f) for f in recorded} == recorded

@@ -2,7 +2,8 @@
 the position in training and the options that must match to resume. Nothing is pickled.
 
 Tensor names: `{module}.{param}` for each module, `{optimizer}.{param index}.{state key}` for each optimizer's
-per-parameter state, `rng.cpu` (and `rng.cuda` where CUDA is in use). Optimizer param groups, scheduler states
+per-parameter state, `rng.cpu` (and `rng.cuda` where CUDA is in use), `rng.{name}` for each explicit
+torch.Generator an objective draws from. Optimizer param groups, scheduler states
 and the position are JSON in the metadata.
 """
 
@@ -18,7 +19,8 @@ from inrkit.core.runtime import print0, refuse_changed_options
 KIND = "train-state"
 
 
-def save_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, training: dict, pos: dict) -> None:
+def save_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, training: dict, pos: dict,
+               generators: dict | None = None) -> None:
     """Write everything a resume needs (atomically, as every artifact)."""
     tensors = {}
     for name, module in modules.items():
@@ -32,6 +34,8 @@ def save_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, tr
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    for name, gen in (generators or {}).items():
+        tensors[f"rng.{name}"] = gen.get_state()
     sched = {name: s.state_dict() for name, s in schedulers.items()}
     artifacts.save(path, artifacts.Artifact(kind=KIND, tensors=tensors, config=dict(training=training),
                                             options=dict(param_groups=groups, schedulers=sched), metrics=dict(pos)))
@@ -46,7 +50,8 @@ def _optimizer_state(tensors: dict, name: str) -> dict:
     return state
 
 
-def load_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, training: dict) -> dict | None:
+def load_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, training: dict,
+               generators: dict | None = None) -> dict | None:
     """Restore the state if `path` exists (refusing changed training options); return the position, else None."""
     if not path.is_file():
         return None
@@ -63,6 +68,8 @@ def load_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, tr
     torch.set_rng_state(state.tensors["rng.cpu"])
     if "rng.cuda" in state.tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(state.tensors["rng.cuda"])
+    for name, gen in (generators or {}).items():
+        gen.set_state(state.tensors[f"rng.{name}"])
     pos = dict(state.metrics)
     print0(f"resuming {path.parent} from step {pos['step']} ({pos['images'] / 1000:.3f} kimg)")
     return pos

@@ -78,6 +78,7 @@ class GanObjective:
     name: str = "train-gan"
     losses: tuple[str, ...] = ("loss_g", "loss_d", "r1")
     schedulers: dict = field(default_factory=dict)
+    generators: dict = field(default_factory=dict)
 
     @property
     def modules(self) -> dict:

@@ -41,6 +41,7 @@ class Objective(Protocol):
     modules: dict                   # name -> nn.Module: everything saved in the training state
     optimizers: dict                # name -> torch.optim.Optimizer
     schedulers: dict                # name -> LR scheduler (may be empty)
+    generators: dict                # name -> torch.Generator the objective draws from (may be empty)
 
     def step(self, batch, pos: dict) -> dict[str, torch.Tensor]: ...   # one update; pos is before the step
     def snapshot(self, pos: dict) -> None: ...                        # rank 0: artifact and pictures
@@ -54,6 +55,7 @@ class Schedule:
     tick_images: int                # images per tick (status line, stats record)
     snapshot_images: int            # images between snapshots
     seconds: float | None = None    # stop this run after this much wall time (with a snapshot)
+    unit: str = "img"               # what the counts count: img (status in kimg) or step (one "image" a step)
 
 
 @dataclass
@@ -108,20 +110,21 @@ def _poison(objective, losses: dict, step: int) -> None:
             next(iter(objective.modules.values())).parameters().__next__().fill_(float("nan"))
 
 
-def _status(pos: dict, record: dict, seconds: float) -> None:
+def _status(pos: dict, record: dict, seconds: float, unit: str) -> None:
     losses = "  ".join(f"{k} {v:<8.4g}" for k, v in record.items() if k not in ("tick", "kimg", "step"))
-    print0(f"tick {pos['tick']:<4d} kimg {pos['images'] / 1000:<9.3f} step {pos['step']:<7d} {losses} "
-           f"sec/tick {seconds:.1f}")
+    kimg = f"kimg {pos['images'] / 1000:<9.3f} " if unit == "img" else ""
+    print0(f"tick {pos['tick']:<4d} {kimg}step {pos['step']:<7d} {losses} sec/tick {seconds:.1f}")
 
 
-def _tick(objective, tally: _Tally, pos: dict, stats: StatsWriter, out: Path, tick_started: float) -> dict:
+def _tick(objective, tally: _Tally, pos: dict, stats: StatsWriter, out: Path, tick_started: float,
+          unit: str) -> dict:
     """Close a tick: check for divergence, print the status line, write the stats record."""
     tally.check(out)
     seconds = time.perf_counter() - tick_started
     pos["tick"] += 1
     record = dict(tick=pos["tick"], kimg=pos["images"] / 1000, step=pos["step"], **tally.record())
     objective.tick(pos, record)
-    _status(pos, record, seconds)
+    _status(pos, record, seconds, unit)
     images = max(pos["images"] - pos["tick_images"], 1)
     stats.write(**record, sec_per_tick=round(seconds, 3), sec_per_kimg=round(seconds / images * 1000, 3))
     pos["tick_images"] = pos["images"]
@@ -136,14 +139,14 @@ def _snapshot(objective, run: Run, pos: dict) -> None:
     if runtime.is_rank0():
         objective.snapshot(pos)
         save_state(run.run_dir / "state.safetensors", objective.modules, objective.optimizers, objective.schedulers,
-                   run.training, pos)
+                   run.training, pos, objective.generators)
     runtime.barrier()  # the other ranks may read the artifact next
 
 
 def resume(objective, run: Run) -> dict:
     """The position to start from: the saved state's (restored into the objective's models), or the start."""
     pos = load_state(run.run_dir / "state.safetensors", objective.modules, objective.optimizers,
-                     objective.schedulers, run.training) or _fresh_position()
+                     objective.schedulers, run.training, objective.generators) or _fresh_position()
     for module in objective.modules.values():
         runtime.broadcast_parameters(module)
     run.start_images = pos["images"]
@@ -158,10 +161,10 @@ def training_loop(objective, batches: Callable[[int], Iterator], schedule: Sched
     stats = StatsWriter(run.run_dir / "stats.jsonl", append=pos["step"] > 0)
     tally, tick_started = _Tally(objective.losses, run.device), time.perf_counter()
     stream = batches(pos["images"])
-    desc = f"{objective.name} from {pos['images'] / 1000:.1f} kimg" if pos["images"] else objective.name
+    desc = f"{objective.name} from step {pos['step']}" if pos["step"] else objective.name
     shown: dict = {}
     with progress_bar(desc, max(schedule.total_images - pos["images"], 0), enabled=run.progress,
-                      unit="img") as update:
+                      unit=schedule.unit) as update:
         while pos["images"] < schedule.total_images:
             losses = objective.step(next(stream), pos)
             pos["step"], pos["images"] = pos["step"] + 1, pos["images"] + schedule.batch
@@ -171,7 +174,7 @@ def training_loop(objective, batches: Callable[[int], Iterator], schedule: Sched
                 time.perf_counter() - run.started >= schedule.seconds, run.device)
             done = pos["images"] >= schedule.total_images or late
             if pos["images"] >= pos["tick_images"] + schedule.tick_images or done:
-                shown = _tick(objective, tally, pos, stats, out, tick_started)
+                shown = _tick(objective, tally, pos, stats, out, tick_started, schedule.unit)
                 tick_started = time.perf_counter()
             if pos["images"] >= pos["snapshot_images"] + schedule.snapshot_images or done:
                 tally.check(out)

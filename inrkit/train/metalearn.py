@@ -35,6 +35,7 @@ class MetaObjective:
     name: str = "meta"
     losses: tuple[str, ...] = ("loss", "psnr", "psnr_start", "meta_lr")
     schedulers: dict = field(default_factory=dict)
+    generators: dict = field(default_factory=dict)
 
     @property
     def modules(self) -> dict:
