@@ -29,12 +29,13 @@ from pathlib import Path
 
 import torch
 
+import inrkit
 from inrkit.core import artifacts
 from inrkit.data import open_dataset
 from inrkit.fields.siren import Siren
 from inrkit.metrics.image import psnr
 from inrkit.models.metalearn import encode, image_targets
-from inrkit.stages.encode import load_model, quantize, reconstruction_psnr
+from inrkit.stages.encode import quantize, reconstruction_psnr
 from inrkit.stages.meta import meta
 
 CONFIGS = {
@@ -192,7 +193,7 @@ def main() -> None:
     runs = {}
     for name in args.only.split(","):
         r = train(name, args, out_dir)
-        model = load_model(r["out"])
+        model = inrkit.load(r["out"])
         fs = artifacts.read(Path(r["out"]).with_suffix("") / "functaset-heldout.safetensors", kind="functaset")
         r["heldout_item_psnr"] = fs.tensors["psnr"].tolist()
         r["images_per_second"], r["seconds_one_image"] = throughput(model, held_images[:64])

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from inrkit.models.inrgan import InrGanGenerator, generator_config
-from inrkit.stages.render_generator import render_params, seed_params
+from inrkit.models.sampling import render_params, seed_params
 
 
 def timed(fn, repeats: int) -> float:

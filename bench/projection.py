@@ -26,7 +26,7 @@ import torch
 
 from inrkit.metrics.projection import project
 from inrkit.models.inrgan import InrGanGenerator
-from inrkit.stages.fid import sample_latents
+from inrkit.models.sampling import sample_latents
 
 OUT = Path(__file__).resolve().parent / "results" / "projection.json"
 CONFIG = dict(resolution=32, blocks=[[16, 2, 64], [32, 2, 64]], z_dim=64, hyper_hidden=128, hyper_layers=2, fmm_rank=4)

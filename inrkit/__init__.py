@@ -5,14 +5,21 @@
     values = field(coords)                                # coords (..., d) in [0, 1] -> (..., channels)
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _installed
+
+try:
+    __version__ = _installed("inrkit")  # pyproject.toml, as installed; artifacts record the same
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 
-def load(path, kind=None):
-    """Rebuild the object an artifact holds (see inrkit.core.artifacts.load)."""
-    from inrkit.core.artifacts import load as _load
+def load(path, kind=None, device="cpu"):
+    """Rebuild the object an artifact holds, in eval mode on `device`: a field, a generator, a functa model or a
+    functaset (see inrkit.models.registry, which lists the families and their kinds)."""
+    from inrkit.models import registry  # here, so that `import inrkit` stays light (no torch)
 
-    return _load(path, kind)
+    return registry.load(path, kind, device)
 
 
 __all__ = ["load", "__version__"]

@@ -8,6 +8,7 @@ import torch
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.fields.mlp import FourierMLP
+from inrkit.models import registry
 
 
 def _save_field(path):
@@ -26,7 +27,7 @@ def test_round_trip_metadata_and_weights(tmp_path):
     assert art.kind == "field" and art.format_version == artifacts.FORMAT_VERSION
     assert art.metrics == {"psnr": 12.5} and art.parents == {"x": "00"} and art.options == {"steps": 1}
     assert art.inrkit_version and art.command
-    g = artifacts.load(p)
+    g = registry.load(p)
     x = torch.rand(6, 2)
     assert torch.equal(f(x), g(x))
     assert g.signal == {"shape": [4, 4], "channels": 1}
@@ -67,7 +68,7 @@ def test_damaged_files_fail_with_one_sentence(tmp_path, damage, message):
     _save_field(p)
     p.write_bytes(damage(p.read_bytes()))
     with pytest.raises(InrkitError, match=message):
-        artifacts.load(p)
+        registry.load(p)
 
 
 def _rewrite_metadata(path, **changes):
@@ -93,7 +94,7 @@ def test_wrong_kind_newer_format_and_missing_tensors(tmp_path):
     sd.pop("linears.0.weight")
     artifacts.save(q, artifacts.Artifact(kind="field", tensors=sd, config={"field": f.config}))
     with pytest.raises(InrkitError, match="missing tensors"):
-        artifacts.load(q)
+        registry.load(q)
 
 
 def test_missing_file_and_foreign_safetensors(tmp_path):

@@ -24,9 +24,11 @@ from inrkit.core.errors import InrkitError
 from inrkit.data import open_dataset
 from inrkit.metrics import fid as fid_metrics
 from inrkit.metrics.fid import Stats, feature_stats, fid_from_stats, load_inception, stats_from_file
+from inrkit.models import inrgan_family, registry
 from inrkit.models.inrgan import InrGanGenerator
+from inrkit.models.sampling import generate, quantize, render_theta, sample_latents
 from inrkit.stages import fid as fid_stage
-from inrkit.stages.fid import fid, generate, sample_latents
+from inrkit.stages.fid import fid
 
 ROOT = Path(__file__).resolve().parents[1]
 SET = 3  # images per test set
@@ -195,7 +197,7 @@ def test_generator_source(sets, tmp_path):
                 **COMMON)
     samples = tmp_path / "samples"
     samples.mkdir()
-    G = fid_stage.load_generator(gen)
+    G = registry.load(gen)
     for k, img in enumerate(generate(G, 0, 3, seed=3)):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(samples / f"{k}.png")
     assert value == pytest.approx(fid(samples, str(sets["real"]), cache_dir=sets["cache"], **COMMON), abs=1e-6)
@@ -205,7 +207,7 @@ def test_generator_source(sets, tmp_path):
 
 
 def test_generator_samples_do_not_depend_on_batch(tmp_path):
-    G = fid_stage.load_generator(tiny_generator(tmp_path / "g.safetensors"))
+    G = registry.load(tiny_generator(tmp_path / "g.safetensors"))
     z = sample_latents(8, 0, 5, seed=2)
     torch.testing.assert_close(torch.cat([sample_latents(8, 0, 2, 2), sample_latents(8, 2, 3, 2)]), z, rtol=0, atol=0)
     assert not torch.equal(sample_latents(8, 0, 5, seed=3), z)
@@ -285,22 +287,25 @@ def test_cli_offline(runs, sets, tmp_path):
 
 
 def test_upsample_modes_shapes_and_inr_is_the_denser_grid(tmp_path):
-    G = fid_stage.load_generator(tiny_generator(tmp_path / "g.safetensors"))
+    G = registry.load(tiny_generator(tmp_path / "g.safetensors"))
+    S = inrgan_family.sampler(G, seed=4, psi=1.0)
     low = generate(G, 0, 2, seed=4)
     for mode in fid_stage.UPSAMPLES:
-        up = fid_stage.sample_pixels(G, 0, 2, seed=4, psi=1.0, resolution=64, upsample=mode)
+        up = fid_stage.sample_pixels(S, 0, 2, resolution=64, upsample=mode)
         assert up.shape == (2, 3, 64, 64) and up.dtype == torch.uint8
-    inr = fid_stage.sample_pixels(G, 0, 2, seed=4, psi=1.0, resolution=64, upsample="inr")
+    inr = fid_stage.sample_pixels(S, 0, 2, resolution=64, upsample="inr")
     with torch.no_grad():
         theta = G.inr_params(G.mapping(sample_latents(8, 0, 2, seed=4)))
-        dense = fid_stage.quantize(G.render(theta, resolution=64))
-    assert torch.equal(inr, dense)  # rendered on the 64x64 grid, not upsampled
-    nearest = fid_stage.sample_pixels(G, 0, 2, seed=4, psi=1.0, resolution=64, upsample="nearest")
+        raw = G.render(theta, resolution=64)  # the training convention: (B, C, H, W) in [-1, 1]
+        dense = ((raw + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # the data layer's inverse
+    assert torch.equal(inr, dense)  # rendered on the 64x64 grid, not upsampled; the [0, 1] path is exact
+    assert torch.equal(quantize(render_theta(G, theta, (64, 64))).permute(0, 3, 1, 2), dense)
+    nearest = fid_stage.sample_pixels(S, 0, 2, resolution=64, upsample="nearest")
     assert torch.equal(nearest, low.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
     for mode in fid_stage.CLASSICAL:  # flat stays flat (no ringing, no shift); any size works
         flat = fid_stage.upsample_pixels(torch.full((1, 1, 5, 5), 77, dtype=torch.uint8), 12, mode)
         assert flat.shape == (1, 1, 12, 12) and (flat == 77).all()
-    smooth = [fid_stage.sample_pixels(G, 0, 2, 4, 1.0, 64, m) for m in ("bilinear", "bicubic")]
+    smooth = [fid_stage.sample_pixels(S, 0, 2, 64, m) for m in ("bilinear", "bicubic")]
     assert not torch.equal(smooth[0], nearest) and not torch.equal(smooth[0], smooth[1])
     assert (smooth[0].float().mean() - low.float().mean()).abs() < 1.0
 
@@ -312,7 +317,7 @@ def test_upsample_all_cli(sets, tmp_path, monkeypatch, capsys):
 
     gen = tiny_generator(tmp_path / "g.safetensors")
     calls = {"reference": 0, "generator": []}
-    original_ds, original_gen = fid_stage.dataset_features, fid_stage.generator_features
+    original_ds, original_gen = fid_stage.dataset_features, fid_stage.sample_features
 
     def count_ds(*args, **kwargs):
         calls["reference"] += 1
@@ -323,7 +328,7 @@ def test_upsample_all_cli(sets, tmp_path, monkeypatch, capsys):
         return original_gen(*args, **kwargs)
 
     monkeypatch.setattr(fid_stage, "dataset_features", count_ds)
-    monkeypatch.setattr(fid_stage, "generator_features", count_gen)
+    monkeypatch.setattr(fid_stage, "sample_features", count_gen)
     png, log, cache = tmp_path / "cmp.png", tmp_path / "stats.jsonl", tmp_path / "cache"
     monkeypatch.setattr(sys, "argv", ["inrkit", "fid", str(gen), "--data", str(sets["real"]), "--n", "3", "--scale",
                                       "2", "--upsample", "all", "--compare-out", str(png), "--cache-dir", str(cache),
@@ -341,9 +346,9 @@ def test_upsample_all_cli(sets, tmp_path, monkeypatch, capsys):
     assert [r["fid"] for r in records] == pytest.approx(list(fids.values()), abs=1e-5)
     sheet = np.asarray(Image.open(png))
     assert sheet.shape == (64, 4 * 64 + 3 * 4, 3)
-    G = fid_stage.load_generator(gen)
+    G = registry.load(gen)
     for k, mode in enumerate(fid_stage.UPSAMPLES):  # tile k is sample 0 made the k-th way
-        tile = fid_stage.sample_pixels(G, 0, 1, 0, 1.0, 64, mode)[0].permute(1, 2, 0).numpy()
+        tile = fid_stage.sample_pixels(inrgan_family.sampler(G, seed=0), 0, 1, 64, mode)[0].permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(sheet[:, k * 68 : k * 68 + 64], tile)
     single = dict(n=3, cache_dir=cache, **COMMON)
     bicubic = fid(gen, str(sets["real"]), scale=2, upsample="bicubic", **single)

@@ -22,8 +22,8 @@ from inrkit.core.errors import InrkitError
 from inrkit.metrics import keypoints as keypoints_module
 from inrkit.metrics.kpl import fit_linear, kpl_score, kpl_scores
 from inrkit.models.inrgan import InrGanGenerator
+from inrkit.models.sampling import sample_latents
 from inrkit.stages import kpl as kpl_stage
-from inrkit.stages.fid import sample_latents
 
 ROOT = Path(__file__).resolve().parents[1]
 R = 64  # synthetic face side: HOG finds faces at 32 px too, but 64 px drops fewer

@@ -22,9 +22,10 @@ from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.metrics import projection
 from inrkit.metrics.projection import InceptionDistance, latent_stats, learning_rate, noise_strength, project
+from inrkit.models import registry
 from inrkit.models.inrgan import InrGanGenerator
+from inrkit.models.sampling import sample_latents
 from inrkit.stages.encode import encode_artifact
-from inrkit.stages.fid import load_generator, sample_latents
 from inrkit.stages.project import encode_generator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +167,7 @@ def test_latents_artifact_round_trip(gen_files, tmp_path):
     art = artifacts.read(out, kind="latents")
     latents, errors = art.tensors["latents"], art.tensors["errors"]
     assert latents.shape == (2, 16) and latents.dtype == torch.float32 and errors.shape == (2,)
-    G = load_generator(gen_files["gen"])
+    G = registry.load(gen_files["gen"])
     assert art.config["generator"] == G.config and art.config["space"] == "w" and art.config["steps"] == 60
     assert art.config["generator_path"] == str(gen_files["gen"]) and art.parents == {
         str(gen_files["gen"]): artifacts.sha256(gen_files["gen"])}

@@ -10,9 +10,9 @@ import torch
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
-from inrkit.train import loop as loop_mod
-from inrkit.stages.fid import load_generator
+from inrkit.models.registry import load as load_generator
 from inrkit.stages.train_gan import parse_blocks, train_gan
+from inrkit.train import loop as loop_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

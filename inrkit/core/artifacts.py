@@ -1,7 +1,8 @@
 """The only reader and writer of artifacts: one safetensors file each, JSON metadata, atomic writes.
 
 Metadata keys (all strings, as safetensors requires):
-  kind            field | generator | functa-model | functaset | diffusion | latents
+  kind            what it holds: a constant of the family that owns the kind (inrkit.models.registry
+                  rebuilds each kind; e.g. field, generator, functa-model, functaset, latents)
   format_version  integer; a file newer than this inrkit refuses to load
   config          JSON: the full model config, enough to rebuild the model with no flags
   command         the producing command line
@@ -15,6 +16,7 @@ Nothing is ever unpickled: tensors are safetensors, everything else is JSON.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import struct
@@ -27,11 +29,21 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from inrkit import __version__
 from inrkit.core.errors import InrkitError
 
 FORMAT_VERSION = 1
 _MAX_HEADER = 100 * 2**20  # a safetensors header larger than this is not one of ours
+
+
+def _installed_version() -> str:
+    """inrkit's version as installed (pyproject.toml), read here because core imports no upper layer."""
+    try:
+        return importlib.metadata.version("inrkit")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+INRKIT_VERSION = _installed_version()
 
 
 @dataclass
@@ -43,7 +55,7 @@ class Artifact:
     options: dict = field(default_factory=dict)
     parents: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
-    inrkit_version: str = __version__
+    inrkit_version: str = INRKIT_VERSION
     format_version: int = FORMAT_VERSION
 
 
@@ -183,28 +195,3 @@ def load_state(module: torch.nn.Module, art: Artifact, path: str | Path) -> torc
     module.load_state_dict(art.tensors)
     return module
 
-
-def load(path: str | Path, kind: str | None = None):
-    """Rebuild the object an artifact holds (a field you can call on coordinates, ...), in eval mode.
-    Dispatches on the header, so each file is read once by the loader of its kind."""
-    found = kind_of(path)
-    if kind is not None and found != kind:
-        raise InrkitError(f"{path} is a {found} artifact, but a {kind} artifact is needed here.")
-    if found == "functa-model":
-        from inrkit.stages.encode import load_model
-
-        return load_model(path)
-    if found == "generator":
-        from inrkit.stages.fid import load_generator
-
-        return load_generator(path)
-    if found != "field":
-        raise InrkitError(f"{path} is a {found} artifact, which this version of inrkit cannot rebuild.")
-    from inrkit.fields import build_field
-
-    art = read(path, "field")
-    if "field" not in art.config:
-        raise InrkitError(f"{path} has no field config in its metadata; the file is damaged or foreign.")
-    field = load_state(build_field(art.config["field"]), art, path).eval()
-    field.signal = art.config.get("signal", {})  # what it was fitted to: shape, channels, source
-    return field

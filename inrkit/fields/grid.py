@@ -28,8 +28,22 @@ def make_grid(shape: tuple[int, ...], ranges: list[Range] | None = None) -> torc
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).float()
 
 
-
-
+def output_shape(base: tuple[int, ...], size: tuple[int, ...] | None, scale: float | None,
+                 ranges: list[Range] | None) -> tuple[int, ...]:
+    """The grid a renderer evaluates: `base` (the training shape, e.g. (H, W) or (T, H, W)) with its last two
+    axes replaced. Without a size the pixel pitch follows the training grid: scale 2 doubles the density, and
+    wider ranges add pixels rather than shrinking them (zoom-out shows more)."""
+    if scale is not None and not scale > 0:
+        raise InrkitError(f"--scale must be positive, got {scale}.")
+    spatial = base[-2:]
+    if size is not None:
+        if len(size) != 2:
+            raise InrkitError("--size takes HxW for images and for the frames of a video.")
+        spatial = size
+    else:
+        widths = [hi - lo for lo, hi in (ranges or [(0.0, 1.0)] * 2)[-2:]]
+        spatial = tuple(max(1, round(n * (scale or 1.0) * w)) for n, w in zip(spatial, widths, strict=True))
+    return tuple(base[:-2]) + tuple(spatial)
 
 
 def grid_points(shape: tuple[int, ...], ranges: list[Range] | None, start: int, stop: int) -> torch.Tensor:

@@ -1,38 +1,36 @@
 """`inrkit encode`: convert every image of a dataset to its functa latent by the inner loop (a functaset).
 
-A functaset artifact (kind `functaset`) holds latents (N, s, s, c), labels (N,) (-1 when unlabelled) and
-psnr (N,) of each reconstruction; with --bits also the quantisation codes (N, s, s, c) uint8 and the per-
-dimension range lo, hi (s, s, c), the latents then being the dequantised values (App. C.4.4). Unless told
-otherwise it embeds its model's tensors under `model.`, so it renders with no other file; its config names
-the model's config and sha256 either way.
+A functaset artifact (kind `functaset`: inrkit.models.functa_family, which rebuilds and draws it) holds latents
+(N, s, s, c), labels (N,) (-1 when unlabelled) and psnr (N,) of each reconstruction; with --bits also the
+quantisation codes (N, s, s, c) uint8 and the per-dimension range lo, hi (s, s, c), the latents then being the
+dequantised values (App. C.4.4). Unless told otherwise it embeds its model's tensors under `model.`
+(MODEL_PREFIX), so it renders with no other file; its config names the model's config and sha256 either way.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from inrkit.core import artifacts, runtime
+from inrkit.core.checks import flag, require_suffix
 from inrkit.core.errors import InrkitError
 from inrkit.core.progress import progress_bar
 from inrkit.core.runtime import pick_device, print0
-from inrkit.models.functa import SpatialFuncta, build_functa
+from inrkit.data import open_dataset
+from inrkit.metrics.image import psnr_per_item
+from inrkit.models import functa_family, inrgan_family, registry
+from inrkit.models.functa import SpatialFuncta
+from inrkit.models.functa_family import MODEL_PREFIX
 from inrkit.models.metalearn import encode as encode_images
-from inrkit.models.metalearn import image_targets, per_image_mse, psnr_of_mse
+from inrkit.models.metalearn import image_targets
+from inrkit.stages.project import encode_generator
 
 BITS = (6, 7, 8)  # App. C.4.4 / Fig. 11: 32-bit floats and 8, 7, 6 bits per latent dimension
-MODEL_PREFIX = "model."  # embedded model tensors in a functaset
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> SpatialFuncta:
-    """Rebuild a functa-model artifact (weights and Meta-SGD rates), in eval mode."""
-    art = artifacts.read(path, kind="functa-model")
-    if "model" not in art.config:
-        raise InrkitError(f"{path} has no model config in its metadata; the file is damaged or foreign.")
-    model = build_functa(art.config["model"])
-    return artifacts.load_state(model, art, path).to(device).eval()
 
 
 def check_resolution(model: SpatialFuncta, resolution: int | None, model_path: str | Path) -> int:
@@ -108,7 +106,7 @@ def reconstruction_psnr(model: SpatialFuncta, latents: torch.Tensor, dataset, ba
     for images, _ in _loader(dataset, list(range(len(dataset))), batch, workers):
         targets, coords = image_targets(images.to(device))
         z = latents[start : start + len(images)].to(device)
-        out.append(psnr_of_mse(per_image_mse(model(z, coords).clamp(0, 1), targets)).cpu())
+        out.append(psnr_per_item(model(z, coords).clamp(0, 1), targets).cpu())
         start += len(images)
     return torch.cat(out)
 
@@ -125,8 +123,9 @@ def functaset_artifact(model: SpatialFuncta, model_path: str | Path, latents, la
     model_sha = artifacts.sha256(model_path) if Path(model_path).is_file() else ""
     config = dict(model=model.config, model_path=str(model_path), model_sha256=model_sha,
                   embedded_model=embed_model, data=data, steps=steps)
-    return artifacts.Artifact(kind="functaset", tensors=tensors, config=config, options=options or {},
-                              parents={str(model_path): model_sha} if model_sha else {}, metrics=metrics or {})
+    return artifacts.Artifact(kind=functa_family.SET_KIND, tensors=tensors, config=config,
+                              options=options or {}, parents={str(model_path): model_sha} if model_sha else {},
+                              metrics=metrics or {})
 
 
 def summary_metrics(psnr: torch.Tensor, seconds: float) -> dict:
@@ -175,18 +174,14 @@ def encode(
     progress: bool = True,
 ) -> dict:
     """Encode `data` with `model` and write the functaset; return its summary metrics."""
-    from inrkit.data import open_dataset
-
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise InrkitError(f"--out {out} should end in .safetensors.")
+    out = require_suffix(out, ".safetensors")
     if steps < 0 or batch < 1:
         raise InrkitError(f"--steps must be at least 0 and --batch at least 1, got {steps} and {batch}.")
     if bits is not None and bits not in BITS:
         raise InrkitError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}.")
     dev = pick_device(device)
     runtime.init_distributed(dev)
-    net = load_model(model, dev)
+    net = registry.load(model, functa_family.MODEL_KIND, dev)
     res = check_resolution(net, resolution, model)
     dataset = open_dataset(data, res, net.config["channels"], labels=labels, split=split, count=count)
     options = dict(model=str(model), data=data, steps=steps, bits=bits, split=split, count=count, labels=labels,
@@ -199,8 +194,37 @@ def encode(
     return metrics
 
 
-FUNCTA_DEFAULTS = dict(steps=3, batch=64)  # inner-loop steps and images per batch for a functa-model
-GENERATOR_DEFAULTS = dict(steps=1000, batch=16)  # the StyleGAN2 projector's steps; images optimised together
+@dataclass(frozen=True)
+class Encoder:
+    """What `inrkit encode` does with one kind of artifact: `run(artifact, images, out, **options, **common)`."""
+
+    kind: str
+    group: str  # the keyword of encode_artifact holding this kind's own options
+    run: Callable[..., dict]
+    out: str  # the default --out
+    defaults: dict  # defaults of the options both kinds take, where this kind's differ
+
+
+ENCODERS = (
+    # inner-loop steps from zero latents (Sec. 4: 3) and images per batch (results do not depend on it)
+    Encoder(functa_family.MODEL_KIND, "functa", encode, "out/functaset.safetensors", dict(steps=3, batch=64)),
+    # the StyleGAN2 projector's steps (App. B.2) and images optimised together
+    Encoder(inrgan_family.KIND, "generator", encode_generator, "out/latents.safetensors", dict(steps=1000, batch=16)),
+)
+
+
+def _encoder(kind: str, artifact: Path, groups: dict[str, dict]) -> Encoder:
+    """The encoder of `kind`, after refusing the options (given, i.e. not None) of the other kinds."""
+    found = [e for e in ENCODERS if e.kind == kind]
+    if not found:
+        raise InrkitError(f"{artifact} is a {kind} artifact; `encode` takes a "
+                          f"{' or a '.join(e.kind for e in ENCODERS)} artifact.")
+    for other in ENCODERS:
+        names = [flag(k) for k, v in groups.get(other.group, {}).items() if v is not None]
+        if names and other.kind != kind:
+            raise InrkitError(f"{', '.join(names)} {'apply' if len(names) > 1 else 'applies'} to {other.kind} "
+                              f"artifacts, not to a {kind} artifact.")
+    return found[0]
 
 
 def encode_artifact(
@@ -213,27 +237,16 @@ def encode_artifact(
     generator: dict | None = None,     # generator options (space, lr, noise, perceptual, seed)
     **common,                          # both kinds: steps, batch, count, split, device, progress
 ) -> dict:
-    """`inrkit encode`: dispatch on the artifact's kind; options of the other kind (given, i.e. not None) are
-    refused in one sentence. Returns the stage's metrics."""
-    kind = artifacts.kind_of(artifact)
-    owners = dict(zip(("functa-model", "generator"), (functa or {}, generator or {}), strict=True))
-    if kind not in owners:
-        raise InrkitError(f"{artifact} is a {kind} artifact; `encode` takes a functa-model or a generator artifact.")
-    for owner, given in owners.items():
-        names = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
-        if names and owner != kind:
-            raise InrkitError(f"{', '.join(names)} {'apply' if len(names) > 1 else 'applies'} to {owner} "
-                              f"artifacts, not to a {kind} artifact.")
+    """`inrkit encode`: dispatch on the artifact's kind (ENCODERS); options of the other kind (given, i.e. not
+    None) are refused in one sentence. Returns the stage's metrics."""
+    groups = dict(functa=functa or {}, generator=generator or {})
+    encoder = _encoder(artifacts.kind_of(artifact), artifact, groups)
     if images is not None and data is not None:
         raise InrkitError("give the images once: as the IMAGES argument or as --data, not both.")
     images = images if images is not None else data
     if images is None:
         raise InrkitError(f"no images to encode; pass them after {artifact} (or as --data).")
-    defaults = FUNCTA_DEFAULTS if kind == "functa-model" else GENERATOR_DEFAULTS
-    common = {k: (defaults.get(k) if v is None else v) for k, v in common.items() if v is not None or k in defaults}
-    options = {k: v for k, v in owners[kind].items() if v is not None}
-    if kind == "generator":
-        from inrkit.stages.project import encode_generator
-
-        return encode_generator(artifact, images, Path(out or "out/latents.safetensors"), **options, **common)
-    return encode(artifact, images, Path(out or "out/functaset.safetensors"), **options, **common)
+    common = {k: (encoder.defaults.get(k) if v is None else v) for k, v in common.items()
+              if v is not None or k in encoder.defaults}
+    options = {k: v for k, v in groups[encoder.group].items() if v is not None}
+    return encoder.run(artifact, images, Path(out or encoder.out), **options, **common)

@@ -1,16 +1,15 @@
-"""`inrkit fid`: FID of a generator, or of a set of images, against reference images (clean-fid, mode "clean").
+"""`inrkit fid`: FID of a model's samples, or of a set of images, against reference images (clean-fid, mode "clean").
 
 SOURCE is either
-  - a generator artifact (kind "generator"): `config["generator"]` holds the InrGanGenerator config (the keyword
-    arguments of inrkit.models.inrgan.generator_config) and its tensors are that model's state dict, the weights
-    to evaluate (EMA weights, if training keeps them) with the `w_avg` buffer used by truncation; or an
-    InrGanGenerator object (from a training loop). Sample k draws z from numpy's default_rng([seed, k]) (as the
-    data layer seeds its crops), so the samples do not depend on the batch size; outputs are quantised to uint8
-    as a PNG of the sample would be, so FID of a generator equals FID of a folder of its saved samples;
+  - an artifact of a family that makes samples (inrkit.models.registry: a family with a `sampler`; today the
+    INR-GAN generator, kind "generator"), or such a model object (a generator from a training loop). Sample k
+    comes from its own random stream (seed, k) (inrkit.models.sampling), so the samples do not depend on the
+    batch size; they are uint8 as a PNG of the sample would be, so FID of a generator equals FID of a folder of
+    its saved samples;
   - or any image set the data layer opens (folder, .zip, shards, builtin:NAME).
 
-Both sides are compared at one resolution R: --resolution (or, for a generator, --scale times its training
-size), else the generator's training resolution, else the size of the source images. Image sets (the reference
+Both sides are compared at one resolution R: --resolution (or, for a sampled model, --scale times its training
+size), else the model's training resolution, else the size of the source images. Image sets (the reference
 images always) are converted to R by the data layer (centre crop, LANCZOS down, BICUBIC up).
 
 A generator renders directly at R by default. Above its training size r this is the paper's UpsampledFID
@@ -34,6 +33,7 @@ import os
 import re
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,11 +58,11 @@ from inrkit.metrics.fid import (
     stats_from_file,
     stats_to_bytes,
 )
-from inrkit.models.inrgan import InrGanGenerator
+from inrkit.models import registry
+from inrkit.models.sampling import Sampler
 
 DEFAULT_SAMPLES = 50_000  # FID50k: the usual protocol for generators (StyleGAN2, INR-GAN Tables 1-2)
 CACHE_ENV = "INRKIT_FID_CACHE"
-RENDER_BUDGET = 2**26  # floats of one layer's activations (256 MB) above which a generator renders in chunks
 CLASSICAL = ("nearest", "bilinear", "bicubic")  # UpsampledFID's baselines (Sec. 4.2, Fig. 3)
 UPSAMPLES = (*CLASSICAL, "inr")  # ... and the INR rendered on the denser grid
 COMPARE_PNG = "upsampled-fid.png"  # --upsample all: one sample four ways, in the current folder by default
@@ -76,44 +76,7 @@ def default_cache_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Generators
-
-
-def load_generator(path: str | Path, device: torch.device | str = "cpu") -> InrGanGenerator:
-    """Rebuild a generator artifact (see the module docstring) in eval mode."""
-    art = artifacts.read(path, kind="generator")
-    if not isinstance(art.config.get("generator"), dict):
-        raise InrkitError(f"{path} has no generator config in its metadata; the file is damaged or foreign.")
-    return artifacts.load_state(InrGanGenerator(art.config["generator"]), art, path).to(device).eval()
-
-
-def sample_latents(z_dim: int, start: int, count: int, seed: int) -> torch.Tensor:
-    """z_k ~ N(0, I) for k in [start, start + count), each from its own stream: (count, z_dim) float32.
-    (Not torch.Generator().manual_seed(f(seed, k)): its CPU generator keeps only 32 bits of the seed.)"""
-    return torch.from_numpy(np.stack([np.random.default_rng([seed, k]).standard_normal(z_dim, dtype=np.float32)
-                                      for k in range(start, start + count)]))
-
-
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8, the inverse of the data layer's u / 127.5 - 1 (clipped, rounded)."""
-    return ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-@torch.no_grad()
-def generate(G: InrGanGenerator, start: int, count: int, seed: int, psi: float = 1.0,
-             resolution: int | None = None) -> torch.Tensor:
-    """Samples start..start+count-1 as uint8 (count, C, R, R) on the CPU; R defaults to the training size."""
-    z = sample_latents(G.config["z_dim"], start, count, seed).to(G.w_avg.device)
-    return render_w(G, G.mapping(z, psi=psi, update_w_avg=False), resolution)
-
-
-@torch.no_grad()
-def render_w(G: InrGanGenerator, w: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
-    """w (count, hyper_hidden) -> uint8 (count, C, R, R) on the CPU, rendered in chunks when the grid is large."""
-    count, r = len(w), resolution or G.config["resolution"]
-    width = max(b[2] for b in G.config["blocks"])
-    chunk = None if count * r * r * width <= RENDER_BUDGET else max(1024, RENDER_BUDGET // (count * width))
-    return quantize(G.render(G.inr_params(w), resolution=r, chunk=chunk)).cpu()
+# Sample sources
 
 
 def upsample_pixels(pixels: torch.Tensor, size: int, mode: str) -> torch.Tensor:
@@ -127,24 +90,24 @@ def upsample_pixels(pixels: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return up.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def sample_pixels(G: InrGanGenerator, start: int, count: int, seed: int, psi: float, resolution: int,
-                  upsample: str = "inr") -> torch.Tensor:
-    """Samples at `resolution` as uint8 (count, C, R, R): rendered there by the INR ("inr"), or rendered at the
+def sample_pixels(sampler: Sampler, start: int, count: int, resolution: int, upsample: str = "inr") -> torch.Tensor:
+    """Samples at `resolution` as uint8 (count, C, R, R): rendered there by the model ("inr"), or rendered at its
     training size and upsampled classically (nearest | bilinear | bicubic; UpsampledFID, Sec. 4.2)."""
     if upsample == "inr":
-        return generate(G, start, count, seed, psi, resolution)
-    return upsample_pixels(generate(G, start, count, seed, psi), resolution, upsample)
+        return sampler.draw(start, count, resolution)
+    return upsample_pixels(sampler.draw(start, count, None), resolution, upsample)
 
 
-def generator_features(G: InrGanGenerator, n: int, model, *, seed: int, psi: float, resolution: int,
-                       batch: int, upsample: str = "inr") -> np.ndarray:
+def sample_features(sampler: Sampler, n: int, model, *, resolution: int, batch: int,
+                    upsample: str = "inr") -> np.ndarray:
+    """Inception features of samples 0..n-1: (n, 2048)."""
     def batches():
         for start in range(0, n, batch):
-            pixels = sample_pixels(G, start, min(batch, n - start), seed, psi, resolution, upsample)
+            pixels = sample_pixels(sampler, start, min(batch, n - start), resolution, upsample)
             yield torch.stack([clean_resize(p) for p in pixels])
 
-    label = "" if upsample == "inr" and resolution == G.config["resolution"] else f" ({upsample})"
-    return extract_features(batches(), n, model, description=f"FID generator{label}")
+    label = "" if upsample == "inr" and resolution == sampler.resolution else f" ({upsample})"
+    return extract_features(batches(), n, model, description=f"FID samples{label}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,11 +196,25 @@ def _check_options(n, data_count, psi, seed, batch, workers, resolution, scale, 
         raise InrkitError(f"unknown --upsample {upsample!r}; choose nearest, bilinear, bicubic, inr or all.")
 
 
+@dataclass
+class Source:
+    """What FID scores against the reference images: a model's samples (`sampler`) or an image `dataset`."""
+
+    label: str  # the path, or the kind of a model handed over in memory
+    noun: str  # what the messages call it: the artifact kind ("generator"), or "image set"
+    count: int  # images scored
+    trained: int  # its native side: the model's training size, or the images' size
+    resolution: int  # R, the side both sets are compared at
+    modes: tuple[str, ...] = ("inr",)  # sample paths to score (UpsampledFID baselines)
+    sampler: Sampler | None = None
+    dataset: object = None
+
+
 def _is_artifact(source) -> bool:
     return isinstance(source, (str, Path)) and str(source).endswith(".safetensors")
 
 
-def _target_resolution(trained: int, resolution: int | None, scale: float | None) -> int:
+def _target_resolution(trained: int, resolution: int | None, scale: float | None, noun: str = "generator") -> int:
     """The comparison size: --resolution, or --scale times the training size (a whole number of pixels); both
     given must agree."""
     if scale is None:
@@ -247,7 +224,7 @@ def _target_resolution(trained: int, resolution: int | None, scale: float | None
         raise InrkitError(f"--scale {scale:g} of the {trained}x{trained} training size is not a whole number of "
                           "pixels; choose a scale that gives one, or pass --resolution.")
     if resolution is not None and resolution != side:
-        raise InrkitError(f"--scale {scale:g} means {side}x{side} for this {trained}x{trained} generator but "
+        raise InrkitError(f"--scale {scale:g} means {side}x{side} for this {trained}x{trained} {noun} but "
                           f"--resolution is {resolution}; give only one of them.")
     return side
 
@@ -264,19 +241,30 @@ def _upsample_modes(upsample: str | None, trained: int, R: int, compare_out) -> 
     return UPSAMPLES if upsample == "all" else (upsample,)
 
 
-def _prepare_generator(source, dev: torch.device, psi: float, seed: int, resolution: int | None,
-                       scale: float | None) -> tuple[InrGanGenerator, int]:
-    """The generator to sample (loaded onto `dev` unless given as an object) and the resolution to compare at."""
-    given = isinstance(source, torch.nn.Module)
-    G = source if given else load_generator(source, dev)
-    if G.config["out_channels"] not in (1, 3):
-        raise InrkitError(f"FID needs RGB or grey images; this generator makes {G.config['out_channels']} channels.")
-    trained = G.config["resolution"]
-    R = _target_resolution(trained, resolution, scale)
-    if psi != 1.0 and not given and not G.w_avg.any():
-        print0("the generator has no tracked w_avg; estimating it from 10,000 samples for truncation.")
-        G.estimate_w_avg(seed=seed)
-    return G, R
+def _sampling_family(source, dev: torch.device) -> tuple[registry.Family, object, str, str]:
+    """(family, model, label, noun) of a model object or of an artifact whose family samples; other kinds are
+    refused before anything is loaded."""
+    if isinstance(source, torch.nn.Module):
+        family = registry.family_for(source)
+        return family, source, family.kinds[0], family.kinds[0]
+    kind = artifacts.kind_of(source)
+    sampled = registry.known_kinds(lambda f: f.kinds if f.sampler is not None else ())
+    if kind not in sampled:
+        raise InrkitError(f"{source} is a {kind} artifact, but a {' or '.join(sampled)} artifact is needed here.")
+    family = registry.family_of(kind, source)
+    return family, family.build(artifacts.read(source, kind), Path(source), dev), str(source), kind
+
+
+def _sample_source(source, dev: torch.device, *, n, psi, seed, resolution, scale, upsample,
+                   compare_out) -> Source:
+    """A model's samples: loaded onto `dev` unless given as an object (which is then never changed)."""
+    family, model, label, noun = _sampling_family(source, dev)
+    sampler = family.sampler(model, seed=seed, psi=psi, estimate=not isinstance(source, torch.nn.Module))
+    if sampler.channels not in (1, 3):
+        raise InrkitError(f"FID needs RGB or grey images; this {noun} makes {sampler.channels} channels.")
+    R = _target_resolution(sampler.resolution, resolution, scale, noun)
+    modes = _upsample_modes(upsample, sampler.resolution, R, compare_out)
+    return Source(label, noun, n or DEFAULT_SAMPLES, sampler.resolution, R, modes, sampler=sampler)
 
 
 def _images_resolution(source: str, data: str, resolution: int | None) -> int:
@@ -291,10 +279,31 @@ def _images_resolution(source: str, data: str, resolution: int | None) -> int:
     return side
 
 
-def write_comparison(path: str | Path, G: InrGanGenerator, seed: int, psi: float, resolution: int) -> Path:
+def _open_source(source, data: str, dev: torch.device, *, n, psi, seed, resolution, scale, upsample,
+                 compare_out) -> Source:
+    """A model's samples (a model object or a .safetensors artifact), else an image set."""
+    if isinstance(source, torch.nn.Module) or _is_artifact(source):
+        return _sample_source(source, dev, n=n, psi=psi, seed=seed, resolution=resolution, scale=scale,
+                              upsample=upsample, compare_out=compare_out)
+    if psi != 1.0:
+        raise InrkitError("--psi applies only to a generator source, not to images.")
+    if scale is not None or upsample is not None or compare_out is not None:
+        raise InrkitError("--scale, --upsample and --compare-out apply only to a generator source, not to images.")
+    label = str(source)
+    R = _images_resolution(label, data, resolution)
+    ds = open_dataset(label, R, count=n)
+    return Source(label, "image set", len(ds), R, R, dataset=ds)
+
+
+def _features(src: Source, mode: str, model, batch: int, workers: int) -> np.ndarray:
+    if src.sampler is None:
+        return dataset_features(src.dataset, model, batch=batch, workers=workers, description="FID source")
+    return sample_features(src.sampler, src.count, model, resolution=src.resolution, batch=batch, upsample=mode)
+
+
+def write_comparison(path: str | Path, sampler: Sampler, resolution: int) -> Path:
     """Sample 0 at `resolution` four ways, left to right: nearest, bilinear, bicubic, INR (Fig. 3)."""
-    tiles = [sample_pixels(G, 0, 1, seed, psi, resolution, mode)[0].permute(1, 2, 0).float() / 255
-             for mode in UPSAMPLES]
+    tiles = [sample_pixels(sampler, 0, 1, resolution, mode)[0].permute(1, 2, 0).float() / 255 for mode in UPSAMPLES]
     return save_png(path, side_by_side(*tiles))
 
 
@@ -305,8 +314,23 @@ def _describe(trained: int, R: int, mode: str) -> str:
     return f"at {R}x{R} ({how}" + ("; UpsampledFID, Sec. 4.2)" if R > trained else ")")
 
 
+def _report(values: dict[str, float], src: Source, data: str, data_count: int, seconds: float, *, psi: float,
+            seed: int, stats, stats_extra: dict | None) -> None:
+    """One summary line per mode on stderr and, with `stats`, one JSON line each."""
+    for mode, value in values.items():
+        print0(f"FID {value:.4f}: {src.label} ({src.count} images) vs {data} ({data_count} images) "
+               f"{_describe(src.trained, src.resolution, mode)}, {seconds:.0f} s")
+        if stats is None:
+            continue
+        record = dict(fid=value, source=src.label, data=data, n=src.count, data_count=data_count,
+                      resolution=src.resolution, psi=psi, seed=seed, seconds=round(seconds, 2))
+        if src.sampler is not None and src.resolution != src.trained:
+            record.update(upsample=mode, scale=src.resolution / src.trained)
+        StatsWriter(Path(stats), append=True).write(**record, **(stats_extra or {}))
+
+
 def fid(
-    source,  # generator artifact path, InrGanGenerator, or images (folder, .zip, shards, builtin:NAME)
+    source,  # a sampled model's artifact path (a generator) or object, or images (folder, .zip, shards, builtin:NAME)
     data: str,  # reference images (statistics cached)
     *,
     n: int | None = None,  # images from the source (default: all of a dataset; 50,000 generator samples)
@@ -332,47 +356,21 @@ def fid(
     if data.endswith(".safetensors"):
         raise InrkitError(f"--data must be images (a folder, .zip, shards or builtin:NAME), not the artifact {data}.")
     dev = pick_device(device)
-    generator = isinstance(source, torch.nn.Module) or _is_artifact(source)
-    modes = ("inr",)
-    if generator:
-        G, R = _prepare_generator(source, dev, psi, seed, resolution, scale)
-        trained = G.config["resolution"]
-        modes = _upsample_modes(upsample, trained, R, compare_out)
-        label, count = "generator" if isinstance(source, torch.nn.Module) else str(source), n or DEFAULT_SAMPLES
-    elif psi != 1.0:
-        raise InrkitError("--psi applies only to a generator source, not to images.")
-    elif scale is not None or upsample is not None or compare_out is not None:
-        raise InrkitError("--scale, --upsample and --compare-out apply only to a generator source, not to images.")
-    else:
-        label = str(source)
-        R = trained = _images_resolution(label, data, resolution)
-        src_ds = open_dataset(label, R, count=n)
-        count = len(src_ds)
-    ref_ds = open_dataset(data, R, count=data_count)
-    if min(len(ref_ds), count) < 2:
-        raise InrkitError(f"FID needs at least 2 images on each side; {label if count < 2 else data} holds only 1.")
+    src = _open_source(source, data, dev, n=n, psi=psi, seed=seed, resolution=resolution, scale=scale,
+                       upsample=upsample, compare_out=compare_out)
+    ref_ds = open_dataset(data, src.resolution, count=data_count)
+    if min(len(ref_ds), src.count) < 2:
+        raise InrkitError(f"FID needs at least 2 images on each side; {src.label if src.count < 2 else data} holds "
+                          "only 1.")
     model = load_inception(str(dev))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     ref, _ = reference_stats(ref_ds, model, cache_dir=cache, batch=batch, workers=workers)
-    values = {}
-    for mode in modes:
-        if generator:
-            feats = generator_features(G, count, model, seed=seed, psi=psi, resolution=R, batch=batch, upsample=mode)
-        else:
-            feats = dataset_features(src_ds, model, batch=batch, workers=workers, description="FID source")
-        values[mode] = fid_from_stats(feature_stats(feats), ref)
-    seconds = time.perf_counter() - start
-    for mode, value in values.items():
-        print0(f"FID {value:.4f}: {label} ({count} images) vs {data} ({len(ref_ds)} images) "
-               f"{_describe(trained, R, mode)}, {seconds:.0f} s")
-        if stats is not None:
-            record = dict(fid=value, source=label, data=data, n=count, data_count=len(ref_ds), resolution=R, psi=psi,
-                          seed=seed, seconds=round(seconds, 2))
-            if generator and R != trained:
-                record.update(upsample=mode, scale=R / trained)
-            StatsWriter(Path(stats), append=True).write(**record, **(stats_extra or {}))
+    values = {mode: fid_from_stats(feature_stats(_features(src, mode, model, batch, workers)), ref)
+              for mode in src.modes}
+    _report(values, src, data, len(ref_ds), time.perf_counter() - start, psi=psi, seed=seed, stats=stats,
+            stats_extra=stats_extra)
     if upsample != "all":
-        return values[modes[0]]
-    picture = write_comparison(compare_out or COMPARE_PNG, G, seed, psi, R)
+        return values[src.modes[0]]
+    picture = write_comparison(compare_out or COMPARE_PNG, src.sampler, src.resolution)
     print0(f"sample 0 four ways (nearest | bilinear | bicubic | inr) -> {picture}")
     return values

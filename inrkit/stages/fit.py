@@ -16,14 +16,13 @@ from inrkit.core.parse import parse_size
 from inrkit.core.pictures import plot_curve, save_gif, save_png, side_by_side
 from inrkit.core.runtime import pick_device, print0, seed_all
 from inrkit.fields import build_field
+from inrkit.fields.family import KIND
 from inrkit.fields.grid import evaluate
 from inrkit.metrics.image import psnr, ssim
 from inrkit.signal import load_signal
 from inrkit.stages.configs import FitConfig
 from inrkit.train.fitting import FitObjective, repeat_forever, step_decay
 from inrkit.train.loop import Run, Schedule, resume, training_loop
-
-KIND = "field"
 
 # Learning rates when --lr is not given: LoE supp. A uses 5e-3 for PE-MLP and LoE; SIREN needs a
 # smaller one to train stably (SIREN paper 1e-4; LoE supp. C uses 5e-5 for video).

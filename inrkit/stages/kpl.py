@@ -29,6 +29,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from inrkit.core import artifacts
+from inrkit.core.checks import require_at_least
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import save_png
 from inrkit.core.progress import progress_bar
@@ -36,8 +37,10 @@ from inrkit.core.runtime import pick_device, print0
 from inrkit.data import open_dataset
 from inrkit.metrics.keypoints import DlibKeypoints
 from inrkit.metrics.kpl import kpl_scores
+from inrkit.models import registry
 from inrkit.models.inrgan import InrGanGenerator
-from inrkit.stages.fid import load_generator, render_w, sample_latents
+from inrkit.models.inrgan_family import KIND as GENERATOR_KIND
+from inrkit.models.sampling import render_w, sample_latents
 
 DEFAULT_TRAIN = 10_000  # N_tr (App. B.2)
 DEFAULT_TEST = 256  # N_ts (App. B.2)
@@ -146,11 +149,20 @@ def keypoints_picture(images: np.ndarray, detected: np.ndarray, predicted: dict[
 
 
 def _check_options(n_train: int, n_test: int, projection_steps: int, seed: int, batch: int) -> None:
-    for name, value, least in (("--n-train", n_train, 2), ("--n-test", n_test, 1),
-                               ("--projection-steps", projection_steps, 1), ("--seed", seed, 0),
-                               ("--batch", batch, 1)):
-        if value < least:
-            raise InrkitError(f"{name} must be at least {least}, got {value}.")
+    require_at_least(2, n_train=n_train)
+    require_at_least(1, n_test=n_test, projection_steps=projection_steps)
+    require_at_least(0, seed=seed)
+    require_at_least(1, batch=batch)
+
+
+def _generator(generator, dev: torch.device) -> tuple[InrGanGenerator, str]:
+    """(G, its label): a generator object as given, else the artifact rebuilt on `dev`."""
+    given = isinstance(generator, torch.nn.Module)
+    G = generator if given else registry.load(generator, GENERATOR_KIND, dev)
+    if G.config["out_channels"] not in (1, 3):
+        raise InrkitError(f"KPL needs RGB or grey images; this generator makes {G.config['out_channels']} "
+                          "channels.")
+    return G, "generator" if given else str(generator)
 
 
 def kpl(
@@ -173,12 +185,8 @@ def kpl(
     _check_options(n_train, n_test, projection_steps, seed, batch)
     out = _writable(Path(out))  # before hours of projection
     extractor = extractor if extractor is not None else DlibKeypoints()  # a missing dlib fails here, first
-    dev = pick_device(device)
-    G = generator if isinstance(generator, torch.nn.Module) else load_generator(generator, dev)
-    label = "generator" if isinstance(generator, torch.nn.Module) else str(generator)
+    G, label = _generator(generator, pick_device(device))
     R, C = G.config["resolution"], G.config["out_channels"]
-    if C not in (1, 3):
-        raise InrkitError(f"KPL needs RGB or grey images; this generator makes {C} channels.")
     real = real_keypoints(str(faces), R, C, n_test, extractor, batch=batch, progress=progress)
     if len(real.keypoints) == 0:
         raise InrkitError(f"no face was found in any of the {len(real.found)} images of {faces} at {R}x{R}; "
@@ -189,10 +197,7 @@ def kpl(
                           "KPL needs a generator of faces (e.g. trained on FFHQ) and at least 2 detected faces.")
     embed = embed or (lambda G, targets, space: project_latents(G, targets, space, steps=projection_steps,
                                                                  seed=seed))
-    test_latents, projection_errors = {}, {}
-    for space in SPACES:
-        test_latents[space], errors = embed(G, real.targets, space)
-        projection_errors[space] = float(np.mean(errors))
+    test_latents, projection_errors = _embed_faces(G, real.targets, embed)
     scores, predicted = kpl_scores(train.latents, train.keypoints, test_latents, real.keypoints, seed=seed)
     result = dict(kpl=scores, units=UNITS, generator=label, faces=str(faces), resolution=R,
                   n_train=n_train, n_train_used=len(train.keypoints), n_train_dropped=train.dropped,
@@ -201,11 +206,25 @@ def kpl(
                   projection_steps=projection_steps, projection_pixel_mse=projection_errors,
                   extractor=getattr(extractor, "name", type(extractor).__name__), seed=seed,
                   command=artifacts.command_line(), seconds=round(time.perf_counter() - start, 2))
+    _write(out, result, real, predicted)
+    return result
+
+
+def _embed_faces(G: InrGanGenerator, targets: torch.Tensor, embed: Embed) -> tuple[dict, dict]:
+    """Algorithm 1, line 4 in each space: ({space: latents (M, d)}, {space: mean projection pixel MSE})."""
+    latents, errors = {}, {}
+    for space in SPACES:
+        latents[space], e = embed(G, targets, space)
+        errors[space] = float(np.mean(e))
+    return latents, errors
+
+
+def _write(out: Path, result: dict, real: Keypoints, predicted: dict[str, np.ndarray]) -> None:
+    """The JSON result, the Fig. 4 picture beside it, and the summary lines."""
     artifacts.atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
     picture = save_png(out.with_suffix(".png"), keypoints_picture(
         real.images, real.keypoints, {k: predicted[k] for k in ("z", "w", "random_w")}))
     _summary(result, out, picture)
-    return result
 
 
 def _writable(out: Path) -> Path:

@@ -24,6 +24,7 @@ from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
+from inrkit.models.functa_family import SET_KIND
 from inrkit.stages.configs import MetaConfig
 from inrkit.stages.encode import write_functaset
 from inrkit.train.loop import Run, Schedule, resume, training_loop
@@ -128,7 +129,7 @@ def _final_functasets(model, out: Path, run_dir: Path, dataset, cfg) -> dict:
             continue
         path = run_dir / f"functaset-{name}.safetensors"
         if _up_to_date(path, out, ds):
-            m = artifacts.read(path, kind="functaset").metrics
+            m = artifacts.read(path, kind=SET_KIND).metrics
             print0(f"{path} is up to date with {out}; not encoding it again.")
         else:
             made = dict(model=str(out), data=ds.spec, split=ds.split, steps=steps)
@@ -143,6 +144,6 @@ def _up_to_date(path: Path, model_path: Path, dataset) -> bool:
     """A functaset already encoded from this very model file and these images (a rerun of a finished run)."""
     if not path.is_file():
         return False
-    art = artifacts.read(path, kind="functaset")
+    art = artifacts.read(path, kind=SET_KIND)
     return (art.config.get("model_sha256") == artifacts.sha256(model_path)
             and art.config.get("data", {}).get("fingerprint") == dataset.fingerprint)

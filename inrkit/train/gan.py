@@ -22,10 +22,11 @@ import torch.nn.functional as F
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.pictures import image_grid, save_png
+from inrkit.models.inrgan_family import KIND as GENERATOR_KIND
+from inrkit.models.sampling import sample_latents
 
 GRID = (4, 8)     # rows x columns of the snapshot sample grid
 GRID_SEED = 123   # the grid's latents: the same in every snapshot and every run
-GENERATOR_KIND = "generator"
 
 
 def latents(seed: int, step: int, phase: int, count: int, z_dim: int, device) -> torch.Tensor:
@@ -147,7 +148,6 @@ class GanObjective:
 def save_grid(path: Path, G_ema) -> None:
     """GRID samples of fixed latents from the EMA generator, as one PNG (small images enlarged)."""
     rows, cols = GRID
-    z = torch.from_numpy(np.stack([np.random.default_rng([GRID_SEED, k]).standard_normal(
-        G_ema.config["z_dim"], dtype=np.float32) for k in range(rows * cols)])).to(G_ema.w_avg.device)
+    z = sample_latents(G_ema.config["z_dim"], 0, rows * cols, GRID_SEED).to(G_ema.w_avg.device)
     images = ((G_ema(z, update_w_avg=False) + 1) / 2).clamp(0, 1).cpu()  # (N, C, R, R)
     save_png(path, image_grid(images.permute(0, 2, 3, 1), columns=cols, gap=0, zoom_to=64))

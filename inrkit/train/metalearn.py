@@ -16,9 +16,8 @@ import torch
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.pictures import image_grid, plot_curve, save_png
+from inrkit.models.functa_family import MODEL_KIND
 from inrkit.models.metalearn import decode, encode, outer_loss
-
-MODEL_KIND = "functa-model"
 
 
 @dataclass
