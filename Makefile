@@ -1,13 +1,14 @@
 # inrkit: `make demo` runs the demo on built-in data, `make test` runs the tests.
-# Both create the virtual environment (.venv) on first use.
+# Both create the virtual environment (.venv) on first use. `make help` lists every target and pipeline.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+INRKIT := $(VENV)/bin/inrkit
 OUT    ?= out/demo
 
-.PHONY: demo test test-slow lint bench clean venv
+.PHONY: help demo test test-slow lint bench clean venv inrgan functa
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## create the virtual environment (.venv)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,17 +16,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,kpl]'
 	touch $@
 
-test: venv
+test: venv ## run the test suite
 	$(PY) -m pytest
 
-test-slow: venv
+test-slow: venv ## run the tests marked slow
 	$(PY) -m pytest -m slow
 
-lint: venv
+lint: venv ## ruff over inrkit, tests and bench
 	$(VENV)/bin/ruff check inrkit tests bench
 
 # The demo: fit builtin:camera with Levels-of-Experts, then render it 2x denser and zoomed out.
-demo: venv $(OUT)/camera.safetensors
+demo: venv $(OUT)/camera.safetensors ## fit builtin:camera (LoE), render it x2 and zoomed out into out/demo/
 	$(VENV)/bin/inrkit render $(OUT)/camera.safetensors --scale 2 --out $(OUT)/camera_x2.png
 	$(VENV)/bin/inrkit render $(OUT)/camera.safetensors --grid=-0.3,1.3 --out $(OUT)/camera_zoomout.png
 	@echo "demo pictures are in $(OUT)/"
@@ -33,5 +34,117 @@ demo: venv $(OUT)/camera.safetensors
 $(OUT)/camera.safetensors: | venv
 	$(VENV)/bin/inrkit fit builtin:camera --arch loe --size 256 --steps 400 --out $@
 
-clean:
+clean: ## remove out/ (demo and pipeline outputs)
 	rm -rf out
+
+help: ## list the targets and pipelines
+	@awk -F ':.*## ' '/^[a-z][a-z-]*:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(firstword $(MAKEFILE_LIST))
+	@echo "Pipelines take RECIPE=paper DATA=... for the paper settings (see README, Pipelines)."
+
+# ---- Pipelines --------------------------------------------------------------------------------------------
+# A pipeline is a chain of files under OUT_<NAME>/: a stage's artifact is the next stage's prerequisite, so
+# `make` reruns only what is out of date. Stages that only read the generator or the functaset but come later
+# in the chain depend on the earlier ones order-only (`|`): they run in order but a redrawn picture does not
+# recompute FID. The defaults are tiny, for a CPU; RECIPE=paper trains with the paper recipes (values a recipe
+# sets fill only options not on the command line, so paper mode passes only the data and output paths):
+#   make inrgan RECIPE=paper DATA=ffhq256/      (GAN_RECIPE=recipes/inrgan-ffhq1024.json for 1024^2)
+#   make functa RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
+RECIPE      ?= tiny
+OUT_INRGAN  ?= out/inrgan
+OUT_FUNCTA  ?= out/functa
+GAN_RECIPE  ?= recipes/inrgan-ffhq256.json
+META_RECIPE ?= recipes/spatial-functa-cifar10.json
+
+$(if $(filter $(RECIPE),tiny paper),,$(error RECIPE is tiny (the default) or paper, not '$(RECIPE)'))
+
+# A failed training stage must not leave an artifact that looks finished to make, but its last good snapshot is
+# worth keeping: it moves to NAME.failed.safetensors (the run folder stays, so running make again resumes).
+# An interrupted one (Ctrl-C) make deletes itself; the run folder resumes it too.
+keep-failed = || { mv -f $@ $(basename $@).failed.safetensors 2>/dev/null; exit 1; }
+
+# Paper mode trains on the user's images. Expanded only when a stage's command needs it, so other targets
+# still work with RECIPE=paper.
+need = $(or $($(1)),$(error RECIPE=paper needs $(1)=... ($(2)), e.g. $(3)))
+GAN_EXAMPLE  := make inrgan RECIPE=paper DATA=ffhq256/
+META_EXAMPLE := make functa RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
+
+ifeq ($(RECIPE),paper)
+GAN_DATA     = $(call need,DATA,the training images,$(GAN_EXAMPLE))
+FACES       ?= $(GAN_DATA)
+GAN_TRAIN    = --config $(GAN_RECIPE) --data '$(GAN_DATA)'
+GAN_LOWRES  ?= 64
+FID_OPTS    ?= --n 50000
+KPL_OPTS    ?=
+META_DATA    = $(call need,DATA,the training images,$(META_EXAMPLE))
+META_HELDOUT = $(call need,HELDOUT,the held-out images to encode,$(META_EXAMPLE))
+# $(if ...) expands HELDOUT here, so a missing one stops make before meta-learning, not after it.
+META_TRAIN   = --config $(META_RECIPE) --data '$(META_DATA)'$(if $(META_HELDOUT),)
+ENCODE_OPTS ?=
+GAN_DEPS     = $(GAN_RECIPE)
+META_DEPS    = $(META_RECIPE)
+else
+# A generator small enough for a CPU (README's digits run, smaller; about 7 minutes on one thread), on faces so
+# that kpl finds keypoints: at 40 kimg dlib finds a face in about a quarter of its samples, at 20 in none.
+GAN_DATA     = builtin:faces
+FACES       ?= builtin:faces
+GAN_TRAIN    = --data '$(GAN_DATA)' --resolution 32 --channels 1 --z-dim 64 --hyper-hidden 128 \
+               --blocks 16x2x32,32x2x32 --fourier-scale 3 --d-channel-base 512 --d-channel-max 64 --batch 16 \
+               --lr-g 3e-4 --lr-shared 1e-3 --lr-d 2e-3 --r1-gamma 4 --ema-rampup 0.05 --kimg $(GAN_KIMG) \
+               --tick-kimg 1 --snapshot-ticks 5 --workers 0
+GAN_KIMG    ?= 40
+GAN_LOWRES  ?= 16
+FID_OPTS    ?= --n 64 --workers 0
+KPL_OPTS    ?= --n-train 1000 --n-test 16 --projection-steps 20
+META_DATA    = builtin:photos?count=64
+META_HELDOUT = builtin:photos?split=heldout&count=8
+META_TRAIN   = --data '$(META_DATA)' --latent 4x4x4 --interp nearest --resolution 16 --width 16 --depth 3 \
+               --lr 3e-3 --batch 8 --steps $(META_STEPS) --snapshot 100 --workers 0
+META_STEPS  ?= 200
+ENCODE_OPTS ?= --workers 0
+endif
+
+# INR-GAN: train-gan -> render (samples, x2, zoom-out, low-res) -> fid -> kpl.
+GEN        := $(OUT_INRGAN)/generator.safetensors
+GAN_PICS   := $(addprefix $(OUT_INRGAN)/,samples.png samples_x2.png zoomout.png lowres.png)
+SEEDS      ?= 0-15
+
+inrgan: $(OUT_INRGAN)/kpl.json ## INR-GAN: train-gan -> render (samples, x2, zoom-out, low-res) -> fid -> kpl
+
+$(GEN): $(GAN_DEPS) | venv
+	$(INRKIT) train-gan $(GAN_TRAIN) --out $@ $(keep-failed)
+
+$(OUT_INRGAN)/samples.png: $(GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --out $@
+$(OUT_INRGAN)/samples_x2.png: $(GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --scale 2 --out $@
+$(OUT_INRGAN)/zoomout.png: $(GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --grid=-0.5,1.5 --out $@
+$(OUT_INRGAN)/lowres.png: $(GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --size $(GAN_LOWRES) --out $@
+
+# fid appends to --stats: start the file afresh so it holds this generator's score only.
+$(OUT_INRGAN)/fid.jsonl: $(GEN) | $(GAN_PICS)
+	rm -f $@
+	$(INRKIT) fid $< --data '$(GAN_DATA)' $(FID_OPTS) --stats $@
+
+$(OUT_INRGAN)/kpl.json: $(GEN) | $(OUT_INRGAN)/fid.jsonl
+	$(INRKIT) kpl $< --faces '$(FACES)' $(KPL_OPTS) --out $@
+
+# Spatial functa: meta -> encode (held-out images) -> render (functaset grid, x2).
+MODEL := $(OUT_FUNCTA)/model.safetensors
+FSET  := $(OUT_FUNCTA)/heldout.safetensors
+INDEX ?= 0-7
+
+functa: $(OUT_FUNCTA)/heldout.png $(OUT_FUNCTA)/heldout_x2.png ## spatial functa: meta -> encode (held-out) -> render (grid, x2)
+
+# The pipeline encodes the held-out set itself, so meta skips its own functasets.
+$(MODEL): $(META_DEPS) | venv
+	$(INRKIT) meta $(META_TRAIN) --no-functasets --out $@ $(keep-failed)
+
+$(FSET): $(MODEL)
+	$(INRKIT) encode $< --data '$(META_HELDOUT)' $(ENCODE_OPTS) --out $@
+
+$(OUT_FUNCTA)/heldout.png: $(FSET)
+	$(INRKIT) render $< --index $(INDEX) --out $@
+$(OUT_FUNCTA)/heldout_x2.png: $(FSET)
+	$(INRKIT) render $< --index $(INDEX) --scale 2 --out $@
