@@ -10,18 +10,15 @@ import json
 from pathlib import Path
 
 from inrkit.core import artifacts
-from inrkit.core.errors import InrkitError
-
-_JSON_KEYS = ("config", "options", "parents", "metrics")
 
 
 def info(path: str | Path) -> dict:
     """Everything `inrkit info` shows, as a JSON-ready dict."""
     path = Path(path)
     meta, index = artifacts.read_header(path)
-    fields = {key: _json_field(path, meta, key) for key in _JSON_KEYS}
+    fields = {key: artifacts.metadata_json(path, meta, key) for key in artifacts.JSON_KEYS}
     size = sum(v["data_offsets"][1] - v["data_offsets"][0] for v in index.values())
-    version = _format_version(path, meta)
+    version = artifacts.format_version(path, meta)
     return dict(
         path=str(path), kind=meta["kind"], format_version=version,
         readable=version <= artifacts.FORMAT_VERSION,  # a newer format is shown but cannot be loaded
@@ -30,23 +27,6 @@ def info(path: str | Path) -> dict:
         parents=_parents(path, fields["parents"], fields["config"]),
         tensors=dict(count=len(index), bytes=size, size=human_bytes(size)),
     )
-
-
-def _format_version(path: Path, meta: dict) -> int:
-    try:
-        return int(meta.get("format_version", "0"))
-    except ValueError:
-        raise InrkitError(f"{path} has a format_version that is not an integer; the file is damaged.") from None
-
-
-def _json_field(path: Path, meta: dict, key: str) -> dict:
-    try:
-        value = json.loads(meta.get(key, "{}"))
-    except ValueError:
-        raise InrkitError(f"{path} has {key} metadata that is not JSON; the file is damaged.") from None
-    if not isinstance(value, dict):
-        raise InrkitError(f"{path} has {key} metadata that is not a JSON object; the file is damaged.")
-    return value
 
 
 def _parents(path: Path, recorded: dict, config: dict) -> list[dict]:
@@ -62,10 +42,18 @@ def _check_parent(path: Path, parent: str, sha: str) -> dict:
     """Parents are recorded as given on the command line: relative to where it ran, which is unknown, so a
     relative path is looked for from here and then beside the artifact."""
     candidates = [Path(parent)] if Path(parent).is_absolute() else [Path(parent), path.parent / parent]
-    found = next((c for c in candidates if c.is_file()), None)
+    found = next((c for c in candidates if _is_file(c)), None)
     matches = None if found is None or not sha else artifacts.sha256(found) == sha
     return dict(path=parent, sha256=sha, present=found is not None, found_at=str(found) if found else None,
                 matches=matches)
+
+
+def _is_file(path: Path) -> bool:
+    """A recorded parent path may be anything a damaged file holds (a NUL byte, 10,000 characters): not a file."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def human_bytes(n: int) -> str:
