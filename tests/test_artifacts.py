@@ -91,9 +91,13 @@ def test_wrong_kind_newer_format_and_missing_tensors(tmp_path):
     q = tmp_path / "g.safetensors"
     f = FourierMLP(width=8, depth=3, frequencies=2)
     sd = f.state_dict()
-    sd.pop("linears.0.weight")
+    sd["renamed"] = sd.pop("linears.0.weight")  # as many values as the config needs, one under another name
     artifacts.save(q, artifacts.Artifact(kind="field", tensors=sd, config={"field": f.config}))
     with pytest.raises(InrkitError, match="missing tensors"):
+        registry.load(q)
+    sd.pop("renamed")  # fewer values than the config needs: refused before the field is built
+    artifacts.save(q, artifacts.Artifact(kind="field", tensors=sd, config={"field": f.config}))
+    with pytest.raises(InrkitError, match="needs 169 stored values but the file holds 89"):
         registry.load(q)
 
 

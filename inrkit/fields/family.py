@@ -19,6 +19,7 @@ from inrkit.core.runtime import pick_device, print0
 from inrkit.fields import build_field
 from inrkit.fields.base import Field
 from inrkit.fields.grid import Range, evaluate, output_shape
+from inrkit.fields.validate import check_field_artifact
 
 KIND = "field"
 RENDER_OPTIONS = ()  # `inrkit render` options beyond size, scale, grid, chunk and device
@@ -27,8 +28,7 @@ RENDER_OPTIONS = ()  # `inrkit render` options beyond size, scale, grid, chunk a
 def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str = "cpu") -> Field:
     """The field an artifact holds, in eval mode on `device`; `field.signal` is what it was fitted to (shape,
     channels, source, video)."""
-    if "field" not in art.config:
-        raise InrkitError(f"{path} has no field config in its metadata; the file is damaged or foreign.")
+    check_field_artifact(art.config, sum(t.numel() for t in art.tensors.values()), path)  # before allocating
     field = artifacts.load_state(build_field(art.config["field"]), art, path).to(device).eval()
     field.signal = art.config.get("signal", {})
     return field
@@ -50,7 +50,8 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: 
            device: str = "auto") -> Path:
     """`inrkit render` of a field: a PNG for an image; for a video a GIF (.gif) or a folder of PNG frames."""
     out = Path(out)
-    signal = art.config.get("signal", {})
+    check_field_artifact(art.config, sum(t.numel() for t in art.tensors.values()), path, need_signal=True)
+    signal = art.config["signal"]
     video = signal.get("video", False)
     if not video:
         require_suffix(out, ".png")

@@ -26,6 +26,7 @@ from inrkit.core.pictures import image_grid, save_png
 from inrkit.core.runtime import pick_device, print0
 from inrkit.fields.grid import Range, output_shape
 from inrkit.models.functa import SpatialFuncta, build_functa
+from inrkit.models.validate import check_functa_config, check_functaset
 
 MODEL_KIND = "functa-model"
 SET_KIND = "functaset"
@@ -49,6 +50,7 @@ def build_model(art: artifacts.Artifact, path: str | Path, device: torch.device 
     """A functa-model artifact (weights and Meta-SGD rates), in eval mode on `device`."""
     if "model" not in art.config:
         raise InrkitError(f"{path} has no model config in its metadata; the file is damaged or foreign.")
+    check_functa_config(art.config["model"], sum(t.numel() for t in art.tensors.values()), path)  # before allocating
     return artifacts.load_state(build_functa(art.config["model"]), art, path).to(device).eval()
 
 
@@ -58,6 +60,7 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
         return build_model(art, path, device)
     if "latents" not in art.tensors:
         raise InrkitError(f"{path} holds no latents; the file is damaged or foreign.")
+    check_functaset(art.config, art.tensors, MODEL_PREFIX, path)
     return Functaset(functaset_model(art, path, None, device), art.tensors["latents"], art.tensors.get("labels"),
                      art.tensors.get("psnr"))
 
@@ -128,6 +131,7 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: 
     out = require_suffix(out, ".png")
     if "latents" not in art.tensors:
         raise InrkitError(f"{path} holds no latents; the file is damaged or foreign.")
+    check_functaset(art.config, art.tensors, MODEL_PREFIX, path)
     latents = art.tensors["latents"]
     index = _chosen(latents, index, path)
     dev = pick_device(device)

@@ -27,6 +27,7 @@ from inrkit.core.runtime import pick_device, print0
 from inrkit.fields.grid import Range, output_shape
 from inrkit.models.inrgan import InrGanGenerator, count_macs, lerp_params
 from inrkit.models.sampling import Sampler, generate, render_params, render_theta, seed_params
+from inrkit.models.validate import check_generator_config
 
 KIND = "generator"
 LATENTS_KIND = "latents"  # images projected into a generator's z or w (inrkit.stages.project); not rebuilt
@@ -42,6 +43,7 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
     if not isinstance(art.config.get("generator"), dict):
         raise InrkitError(f"{path} is a generator artifact without its generator config; the file is damaged or "
                           "foreign.")
+    check_generator_config(art.config["generator"], sum(t.numel() for t in art.tensors.values()), path)
     return artifacts.load_state(InrGanGenerator(art.config["generator"]), art, path).to(device).eval()
 
 
