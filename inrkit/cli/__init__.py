@@ -15,6 +15,7 @@ import typer
 
 from inrkit.cli.errors import user_errors
 from inrkit.core.errors import InrkitError
+from inrkit.core.precision import COMPILE_HELP, PRECISION_HELP
 
 app = typer.Typer(
     help="Implicit neural representations: fit, meta-learn, GANs, diffusion, and rendering on any grid.",
@@ -59,6 +60,8 @@ def render(
     space: str | None = typer.Option(None, help="Generator: interpolate inr parameters (default) or pixels."),
     frequencies: bool = typer.Option(False, "--frequencies",
                                      help="Generator: write the per-block Fourier frequency histogram instead."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    compile: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),
 ) -> None:
     """Render an INR on any grid. Example: inrkit render out/camera.safetensors --scale 2 --out x2.png"""
     from inrkit.core.parse import parse_index, parse_ranges, parse_size
@@ -70,7 +73,7 @@ def render(
         grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device,
         index=parse_index(index) if index else None, model=model, perturb=perturb,
         seeds=_seeds(seeds, "--seeds"), psi=psi, interpolate=_seeds(interpolate, "--interpolate"), steps=steps,
-        space=space, frequencies=frequencies)
+        space=space, frequencies=frequencies, precision=precision, compile=compile)
 
 
 def _seeds(text: str | None, option: str) -> list[int] | None:
@@ -111,6 +114,8 @@ def encode(
                                            help="generator: Inception distance + pixel MSE (default), or MSE alone."),
     seed: int | None = typer.Option(None, help="generator: latent-noise streams (default 0)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    compile: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),
 ) -> None:
     """Convert images to latents. A functa-model gives functa latents (a functaset): inrkit encode out/sf.safetensors
     --data builtin:photos --split heldout --steps 3 --bits 6 --out out/heldout.safetensors. A generator projects
@@ -121,7 +126,8 @@ def encode(
     encode_artifact(artifact, images, data=data, out=out, steps=steps, count=count, split=split, batch=batch,
                     device=device, functa=dict(bits=bits, labels=labels, resolution=resolution, workers=workers,
                                                embed_model=embed_model),
-                    generator=dict(space=space, lr=lr, noise=noise, perceptual=perceptual, seed=seed))
+                    generator=dict(space=space, lr=lr, noise=noise, perceptual=perceptual, seed=seed),
+                    precision=precision, compile=compile)
 
 
 @app.command()
@@ -148,6 +154,9 @@ def fid(
                                           "~/.cache/inrkit/fid)."),
     stats: Path | None = typer.Option(None, help="Also append the result as a JSON line to this file."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    precision: str = typer.Option("auto", help="Generator sampling: " + PRECISION_HELP + " (the Inception "
+                                  "features stay fp32)."),
+    compile: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),
 ) -> None:
     """FID (clean-fid, mode clean) of a generator or of images against reference images; prints it on stdout.
     Example: inrkit fid out/generator.safetensors --data builtin:photos --n 10000
@@ -157,7 +166,7 @@ def fid(
 
     value = run(source, data, n=n, data_count=data_count, resolution=resolution, scale=scale, upsample=upsample,
                 compare_out=compare_out, psi=psi, seed=seed, batch=batch, workers=workers, device=device,
-                cache_dir=cache_dir, stats=stats)
+                cache_dir=cache_dir, stats=stats, precision=precision, compile=compile)
     if isinstance(value, dict):  # --upsample all: the four side by side
         print("  ".join(f"{mode:>11}" for mode in value))
         print("  ".join(f"{v:11.6f}" for v in value.values()))

@@ -25,6 +25,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor on `device`. To CUDA through pinned memory and a non-blocking copy: a copy from pageable
+    memory may make the host wait for the GPU's queue, a per-step sync in a training loop."""
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def seed_all(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch.Generator for explicit sampling."""
     random.seed(seed)

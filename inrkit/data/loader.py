@@ -67,8 +67,8 @@ class _Positions:
 
 
 def make_loader(dataset, batch_size: int, *, seed: int = 0, start: int = 0, flip: bool = False, workers: int = 2,
-                rank: int | None = None, world_size: int | None = None,
-                prefetch: int = 4) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                rank: int | None = None, world_size: int | None = None, prefetch: int = 4,
+                device: torch.device | str | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Infinite iterator of (images (B, C, R, R) float32, labels (B,) int64).
 
     seed:       shuffling and flips; the same seed gives the same stream.
@@ -77,6 +77,8 @@ def make_loader(dataset, batch_size: int, *, seed: int = 0, start: int = 0, flip
     workers:    decoding processes (0 decodes in this process).
     rank, world_size: default to torch.distributed / torchrun's RANK and WORLD_SIZE.
     prefetch:   batches each worker prepares ahead, so decoding overlaps the training step.
+    device:     where the batches go: to CUDA they come in pinned memory, so the step's non_blocking copy
+                overlaps the GPU's work (None: CUDA when the machine has it).
     """
     if batch_size < 1 or workers < 0:
         raise InrkitError(f"batch size must be at least 1 and workers at least 0, got {batch_size} and {workers}.")
@@ -86,6 +88,13 @@ def make_loader(dataset, batch_size: int, *, seed: int = 0, start: int = 0, flip
     loader = torch.utils.data.DataLoader(
         _StreamItems(dataset, seed, flip), batch_size=batch_size, sampler=_Positions(sampler), collate_fn=_collate,
         num_workers=workers, prefetch_factor=prefetch if workers > 0 else None,
-        pin_memory=torch.cuda.is_available(), persistent_workers=False,
+        pin_memory=_pinned(device), persistent_workers=False,
     )
     return iter(loader)
+
+
+def _pinned(device) -> bool:
+    """Pin batches bound for CUDA (pinning costs host time that a CPU run gets nothing for)."""
+    if device is None:
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda"

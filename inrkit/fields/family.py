@@ -15,6 +15,7 @@ from inrkit.core import artifacts
 from inrkit.core.checks import require_suffix
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import save_gif, save_png
+from inrkit.core.precision import compile_module
 from inrkit.core.runtime import pick_device, print0
 from inrkit.fields import build_field
 from inrkit.fields.base import Field
@@ -42,13 +43,14 @@ def render_codes(field: Field, codes: None, shape: tuple[int, ...], ranges: list
     if codes is not None:
         raise InrkitError("a field has no codes to render; it holds one signal.")
     device = next(field.parameters()).device
-    return evaluate(field, shape, ranges, chunk=chunk, device=device)[None]
+    return evaluate(field, shape, ranges, chunk=chunk, device=device)[None]  # float32 under autocast too
 
 
 def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: tuple[int, ...] | None = None,
            scale: float | None = None, grid: list[Range] | None = None, chunk: int = 2**16,
-           device: str = "auto") -> Path:
-    """`inrkit render` of a field: a PNG for an image; for a video a GIF (.gif) or a folder of PNG frames."""
+           device: str = "auto", compile: bool = False) -> Path:
+    """`inrkit render` of a field: a PNG for an image; for a video a GIF (.gif) or a folder of PNG frames.
+    `compile` compiles the field's forward (every chunk goes through it)."""
     out = Path(out)
     check_field_artifact(art.config, sum(t.numel() for t in art.tensors.values()), path, need_signal=True)
     signal = art.config["signal"]
@@ -56,7 +58,7 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: 
     if not video:
         require_suffix(out, ".png")
     dev = pick_device(device)
-    field = build(art, path, dev)
+    field = compile_module(build(art, path, dev), dev, compile)
     shape = output_shape(tuple(signal["shape"]), size, scale, grid)
     ranges = ([(0.0, 1.0)] if video else []) + list(grid) if grid else None  # --grid is spatial: time stays
     start = time.perf_counter()

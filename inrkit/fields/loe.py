@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inrkit.core.errors import InrkitError
+from inrkit.core.precision import autocast_inputs
 from inrkit.fields.base import Field
 from inrkit.fields.encoding import PositionalEncoding
 from inrkit.fields.grid import Range, make_grid
@@ -306,6 +307,7 @@ def sorted_linear(x: torch.Tensor, weight: torch.Tensor, index: torch.Tensor, bi
     order = torch.argsort(index.int(), stable=True)
     counts = torch.bincount(index, minlength=weight.shape[0]).tolist()
     inverse = _inverse_permutation(order)
+    x, weight, bias = autocast_inputs(x, weight, bias)  # autocast does not see the hand-written kernels
     y = _SegmentMatmul.apply(_PermuteRows.apply(x, order, inverse), weight, bias, counts)
     return _PermuteRows.apply(y, inverse, order)
 
@@ -371,7 +373,7 @@ class LoELinear(nn.Module):
             blocks = x.contiguous().view(n, -1, self.in_features)
             return torch.baddbmm(self.bias, blocks, self.weight).view(-1, self.out_features)
         corners = self.weight[self.corner_candidates]  # (N, K, in, out)
-        return _BlendedBlockMatmul.apply(x, corners, self.bias, corner_weight)
+        return _BlendedBlockMatmul.apply(*autocast_inputs(x, corners, self.bias, corner_weight))
 
     def grid_bits(self, shape: tuple[int, ...]) -> tuple[Bit, ...] | None:
         """The pixel-index bits that hold this layer's candidate on the [0, 1] grid of `shape`.
@@ -576,7 +578,7 @@ class LoEField(Field):
         from_next = torch.gather(inverses[1:], 1, orders[:-1])
         x = self._input(flat[orders[0]])
         for i, layer in enumerate(self.loe):
-            h = _SegmentMatmul.apply(x, layer.weight, layer.bias, counts[i])
+            h = _SegmentMatmul.apply(*autocast_inputs(x, layer.weight, layer.bias), counts[i])
             if i + 1 < n_layers:
                 x = _LeakyReluPermute.apply(h, to_next[i], from_next[i])
             else:

@@ -23,6 +23,7 @@ from inrkit.core import artifacts
 from inrkit.core.checks import require_suffix
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, save_png
+from inrkit.core.precision import compile_module
 from inrkit.core.runtime import pick_device, print0
 from inrkit.fields.grid import Range, output_shape
 from inrkit.models.functa import SpatialFuncta, build_functa
@@ -95,9 +96,9 @@ def functaset_model(art: artifacts.Artifact, path: str | Path, model: str | Path
 def render_codes(net: SpatialFuncta | Functaset, latents: torch.Tensor, shape: tuple[int, int],
                  ranges: list[Range] | None = None, chunk: int = MAX_CHUNK) -> torch.Tensor:
     """The render interface: latents (B, s, s, c) on the (H, W) pixel-centre grid -> (B, H, W, C) in [0, 1]
-    (the SIREN output + 0.5, unclamped), `chunk` points at a time."""
+    (the SIREN output + 0.5, unclamped), `chunk` points at a time; float32, also from a bf16 autocast."""
     net = net.model if isinstance(net, Functaset) else net
-    return net.render(latents, shape, ranges, chunk)
+    return net.render(latents, shape, ranges, chunk).float()
 
 
 def perturbation(net: SpatialFuncta, latents: torch.Tensor, dim: int, strength: float, shape, ranges,
@@ -124,10 +125,12 @@ def _chosen(latents: torch.Tensor, index: list[int] | None, path) -> list[int]:
 def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: tuple[int, ...] | None = None,
            scale: float | None = None, grid: list[Range] | None = None, chunk: int = MAX_CHUNK,
            device: str = "auto", index: list[int] | None = None, model: str | Path | None = None,
-           perturb: int | None = None, strength: float | None = None, columns: int = 8) -> Path:
+           perturb: int | None = None, strength: float | None = None, columns: int = 8,
+           compile: bool = False) -> Path:
     """`inrkit render` of a functaset: the items `index` (default: the first 16) side by side in rows of
     `columns`, or their perturbation analysis (perturb=DIM, one row each); `model` names its functa-model file
-    when it does not embed one (default: the embedded one, else the file it records)."""
+    when it does not embed one (default: the embedded one, else the file it records); `compile` compiles the
+    model's forward."""
     out = require_suffix(out, ".png")
     if "latents" not in art.tensors:
         raise InrkitError(f"{path} holds no latents; the file is damaged or foreign.")
@@ -135,7 +138,7 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: 
     latents = art.tensors["latents"]
     index = _chosen(latents, index, path)
     dev = pick_device(device)
-    net = functaset_model(art, path, model, dev)
+    net = compile_module(functaset_model(art, path, model, dev), dev, compile)
     shape = output_shape((net.resolution, net.resolution), size, scale, grid)
     chosen, chunk = latents[index].to(dev), min(chunk, MAX_CHUNK)
     start = time.perf_counter()

@@ -470,6 +470,12 @@ class InrGanGenerator(nn.Module):
         update = self.training if update_w_avg is None else update_w_avg
         return self.render(self.inr_params(self.mapping(z, psi=psi, update_w_avg=update)))
 
+    def compile(self, *args, **kwargs) -> None:
+        """torch.compile in place, `render` too: sampling, rendering and projection call it directly (it is
+        where their time goes), not through forward."""
+        super().compile(*args, **kwargs)
+        self.render = torch.compile(self.render, *args, **kwargs)
+
     @torch.no_grad()
     def estimate_w_avg(self, num_samples: int = 10_000, seed: int = 0, batch: int = 1000) -> None:
         """Set w_avg from samples, for a model trained without tracking it."""

@@ -23,6 +23,7 @@ from inrkit.core import artifacts
 from inrkit.core.checks import require_suffix
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, save_png
+from inrkit.core.precision import compile_module
 from inrkit.core.runtime import pick_device, print0
 from inrkit.fields.grid import Range, output_shape
 from inrkit.models.inrgan import InrGanGenerator, count_macs, lerp_params
@@ -84,15 +85,17 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: 
            scale: float | None = None, grid: list[Range] | None = None, chunk: int | None = None,
            device: str = "auto", seeds: list[int] | None = None, psi: float = 1.0,
            interpolate: list[int] | None = None, steps: int = 8, space: str = "inr", frequencies: bool = False,
-           columns: int = 8) -> Path:
+           columns: int = 8, compile: bool = False) -> Path:
     """`inrkit render` of a generator: seeds (default 0-15) in rows of `columns`; with `interpolate` a row of
     `steps` images from the first seed to the second (in `space`); with `frequencies` the histogram instead.
-    A size below the training size is low-resolution inference, reported with its MACs and times."""
+    A size below the training size is low-resolution inference, reported with its MACs and times. `compile`
+    compiles the generator's forward and render."""
     out = Path(out)
     _check_options(seeds, psi, interpolate, steps, space, columns)
     require_suffix(out, ".png")
     seeds = list(range(DEFAULT_SEEDS)) if seeds is None else list(seeds)
-    G = build(art, path, pick_device(device))
+    dev = pick_device(device)
+    G = compile_module(build(art, path, dev), dev, compile)
     base = (G.config["resolution"],) * 2
     shape = output_shape(base, size, scale, grid)
     if frequencies:

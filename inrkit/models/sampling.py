@@ -49,8 +49,8 @@ def render_theta(G: InrGanGenerator, theta: dict[str, torch.Tensor], shape: tupl
                  ranges: list[Range] | None = None, chunk: int | None = None) -> torch.Tensor:
     """The render interface of a generator: INR parameters theta (a batch of B) on the (H, W) pixel-centre grid
     over `ranges` -> (B, H, W, C) in [0, 1] (unclamped). G.render keeps the training convention (B, C, H, W) in
-    [-1, 1] that the GAN losses compare with images."""
-    return ((G.render(theta, resolution=shape, ranges=ranges, chunk=chunk) + 1) / 2).permute(0, 2, 3, 1)
+    [-1, 1] that the GAN losses compare with images. float32, also from a bf16 autocast."""
+    return ((G.render(theta, resolution=shape, ranges=ranges, chunk=chunk).float() + 1) / 2).permute(0, 2, 3, 1)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inrkit.core.config import option
+from inrkit.core.precision import COMPILE_HELP, PRECISION_HELP
 
 DEVICE_HELP = "auto | cpu | cuda"
 
@@ -47,6 +48,8 @@ class FitConfig:
                               resume=True)  # parsed by the stage
     seed: int = option(0, "Initialisation and pixel sampling.", resume=True)
     device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", PRECISION_HELP)  # not a resume mark: a run may go on elsewhere (core/precision)
+    compile: bool = option(False, COMPILE_HELP)
     progress: bool = option(True, "Show a progress bar.", cli=False)
 
 
@@ -88,6 +91,8 @@ class MetaConfig:
     workers: int = option(2, "Data-decoding processes.")
     seed: int = option(0, "Initialisation and data order.", resume=True)
     device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", PRECISION_HELP)  # not a resume mark: a run may go on elsewhere (core/precision)
+    compile: bool = option(False, COMPILE_HELP)
     progress: bool = option(True, "Show a progress bar.", cli=False)
 
 
@@ -137,5 +142,7 @@ class TrainGanConfig:
     seed: int = option(0, "Initialisation, latents and data order.", resume=True)
     workers: int = option(2, "Data-decoding processes.")
     device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", PRECISION_HELP)  # not a resume mark: a run may go on elsewhere (core/precision)
+    compile: bool = option(False, COMPILE_HELP)
     dry_run: bool = option(False, "Print the resolved config, parameters and GMACs; train and write nothing.")
     progress: bool = option(True, "Show a progress bar.", cli=False)

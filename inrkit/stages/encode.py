@@ -19,6 +19,7 @@ import torch
 from inrkit.core import artifacts, runtime
 from inrkit.core.checks import flag, require_suffix
 from inrkit.core.errors import InrkitError
+from inrkit.core.precision import compile_module, resolve_precision
 from inrkit.core.progress import progress_bar
 from inrkit.core.runtime import pick_device, print0
 from inrkit.data import open_dataset
@@ -172,6 +173,8 @@ def encode(
     embed_model: bool = True,          # store the model's tensors inside the functaset (renders with no other file)
     device: str = "auto",
     progress: bool = True,
+    precision: str = "auto",           # the inner loop's autocast: auto | fp32 | bf16 | tf32 (inrkit.core.precision)
+    compile: bool = False,             # torch.compile the model's forward (the inner loop is first order here)
 ) -> dict:
     """Encode `data` with `model` and write the functaset; return its summary metrics."""
     out = require_suffix(out, ".safetensors")
@@ -181,13 +184,15 @@ def encode(
         raise InrkitError(f"--bits must be one of {', '.join(map(str, BITS))}, got {bits}.")
     dev = pick_device(device)
     runtime.init_distributed(dev)
-    net = registry.load(model, functa_family.MODEL_KIND, dev)
+    autocast = resolve_precision(precision, dev).autocast()
+    net = compile_module(registry.load(model, functa_family.MODEL_KIND, dev), dev, compile)
     res = check_resolution(net, resolution, model)
     dataset = open_dataset(data, res, net.config["channels"], labels=labels, split=split, count=count)
     options = dict(model=str(model), data=data, steps=steps, bits=bits, split=split, count=count, labels=labels,
                    resolution=res, batch=batch, embed_model=embed_model)
-    metrics = write_functaset(out, net, model, dataset, steps=steps, bits=bits, batch=batch, workers=workers,
-                              embed_model=embed_model, progress=progress, options=options)
+    with autocast:
+        metrics = write_functaset(out, net, model, dataset, steps=steps, bits=bits, batch=batch, workers=workers,
+                                  embed_model=embed_model, progress=progress, options=options)
     change = f"  ({metrics['psnr_change']:+.2f} dB from {bits}-bit quantisation)" if bits else ""
     print0(f"encoded {metrics['count']} images in {steps} steps: PSNR {metrics['psnr']:.2f} dB{change}  "
            f"{metrics['images_per_second']:.1f} images/s -> {out}")
@@ -235,7 +240,7 @@ def encode_artifact(
     out: Path | None = None,           # default: out/functaset.safetensors or out/latents.safetensors
     functa: dict | None = None,        # functa-model options (bits, labels, resolution, embed_model, workers)
     generator: dict | None = None,     # generator options (space, lr, noise, perceptual, seed)
-    **common,                          # both kinds: steps, batch, count, split, device, progress
+    **common,                          # both kinds: steps, batch, count, split, device, progress, precision, compile
 ) -> dict:
     """`inrkit encode`: dispatch on the artifact's kind (ENCODERS); options of the other kind (given, i.e. not
     None) are refused in one sentence. Returns the stage's metrics."""

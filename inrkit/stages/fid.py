@@ -22,10 +22,14 @@ four ways side by side (nearest | bilinear | bicubic | inr) in a PNG.
 Reference statistics of --data are computed once and cached in `cache_dir` (default $INRKIT_FID_CACHE, else
 ~/.cache/inrkit/fid) as a small .npz, written atomically, named and keyed by the dataset's fingerprint (which
 covers its content, resolution, count and the data pipeline's version), the extractor's sha1 and the format.
+
+--precision (inrkit.core.precision) applies to the generator's sampling only: the Inception features stay float32,
+as the cached reference statistics are. --compile compiles a generator loaded from its artifact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -42,6 +46,7 @@ import torch
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import save_png, side_by_side
+from inrkit.core.precision import Precision, compile_module, resolve_precision
 from inrkit.core.progress import StatsWriter
 from inrkit.core.runtime import pick_device, print0
 from inrkit.data import open_dataset
@@ -241,9 +246,9 @@ def _upsample_modes(upsample: str | None, trained: int, R: int, compare_out) -> 
     return UPSAMPLES if upsample == "all" else (upsample,)
 
 
-def _sampling_family(source, dev: torch.device) -> tuple[registry.Family, object, str, str]:
+def _sampling_family(source, dev: torch.device, compile: bool = False) -> tuple[registry.Family, object, str, str]:
     """(family, model, label, noun) of a model object or of an artifact whose family samples; other kinds are
-    refused before anything is loaded."""
+    refused before anything is loaded. `compile` compiles a model loaded here (never one handed over)."""
     if isinstance(source, torch.nn.Module):
         family = registry.family_for(source)
         return family, source, family.kinds[0], family.kinds[0]
@@ -252,13 +257,14 @@ def _sampling_family(source, dev: torch.device) -> tuple[registry.Family, object
     if kind not in sampled:
         raise InrkitError(f"{source} is a {kind} artifact, but a {' or '.join(sampled)} artifact is needed here.")
     family = registry.family_of(kind, source)
-    return family, family.build(artifacts.read(source, kind), Path(source), dev), str(source), kind
+    model = compile_module(family.build(artifacts.read(source, kind), Path(source), dev), dev, compile)
+    return family, model, str(source), kind
 
 
 def _sample_source(source, dev: torch.device, *, n, psi, seed, resolution, scale, upsample,
-                   compare_out) -> Source:
+                   compare_out, compile: bool = False) -> Source:
     """A model's samples: loaded onto `dev` unless given as an object (which is then never changed)."""
-    family, model, label, noun = _sampling_family(source, dev)
+    family, model, label, noun = _sampling_family(source, dev, compile)
     sampler = family.sampler(model, seed=seed, psi=psi, estimate=not isinstance(source, torch.nn.Module))
     if sampler.channels not in (1, 3):
         raise InrkitError(f"FID needs RGB or grey images; this {noun} makes {sampler.channels} channels.")
@@ -280,11 +286,13 @@ def _images_resolution(source: str, data: str, resolution: int | None) -> int:
 
 
 def _open_source(source, data: str, dev: torch.device, *, n, psi, seed, resolution, scale, upsample,
-                 compare_out) -> Source:
+                 compare_out, compile: bool = False) -> Source:
     """A model's samples (a model object or a .safetensors artifact), else an image set."""
     if isinstance(source, torch.nn.Module) or _is_artifact(source):
         return _sample_source(source, dev, n=n, psi=psi, seed=seed, resolution=resolution, scale=scale,
-                              upsample=upsample, compare_out=compare_out)
+                              upsample=upsample, compare_out=compare_out, compile=compile)
+    if compile:
+        raise InrkitError("--compile applies only to a generator source, not to images.")
     if psi != 1.0:
         raise InrkitError("--psi applies only to a generator source, not to images.")
     if scale is not None or upsample is not None or compare_out is not None:
@@ -293,6 +301,18 @@ def _open_source(source, data: str, dev: torch.device, *, n, psi, seed, resoluti
     R = _images_resolution(label, data, resolution)
     ds = open_dataset(label, R, count=n)
     return Source(label, "image set", len(ds), R, R, dataset=ds)
+
+
+def _autocast_draws(sampler: Sampler, precision: Precision) -> Sampler:
+    """The sampler with every draw under the precision's autocast (itself under fp32)."""
+    if not precision.autocasting:
+        return sampler
+
+    def draw(start: int, count: int, side: int | None) -> torch.Tensor:
+        with precision.autocast():
+            return sampler.draw(start, count, side)
+
+    return dataclasses.replace(sampler, draw=draw)
 
 
 def _features(src: Source, mode: str, model, batch: int, workers: int) -> np.ndarray:
@@ -347,6 +367,8 @@ def fid(
     cache_dir: str | Path | None = None,  # reference statistics cache (default: default_cache_dir())
     stats: str | Path | None = None,  # append the result as one JSON line to this file (e.g. a run's stats.jsonl)
     stats_extra: dict | None = None,  # more fields for that line (e.g. {"kimg": 120} from a training loop)
+    precision: str = "auto",  # the generator's sampling: auto | fp32 | bf16 | tf32 (inrkit.core.precision)
+    compile: bool = False,  # torch.compile a generator loaded from its artifact
 ) -> float | dict[str, float]:
     """FID between SOURCE and the reference images --data; prints a summary and returns the value, or with
     --upsample all the four values {nearest, bilinear, bicubic, inr}."""
@@ -356,8 +378,11 @@ def fid(
     if data.endswith(".safetensors"):
         raise InrkitError(f"--data must be images (a folder, .zip, shards or builtin:NAME), not the artifact {data}.")
     dev = pick_device(device)
+    sampling = resolve_precision(precision, dev)
     src = _open_source(source, data, dev, n=n, psi=psi, seed=seed, resolution=resolution, scale=scale,
-                       upsample=upsample, compare_out=compare_out)
+                       upsample=upsample, compare_out=compare_out, compile=compile)
+    if src.sampler is not None:
+        src.sampler = _autocast_draws(src.sampler, sampling)
     ref_ds = open_dataset(data, src.resolution, count=data_count)
     if min(len(ref_ds), src.count) < 2:
         raise InrkitError(f"FID needs at least 2 images on each side; {src.label if src.count < 2 else data} holds "

@@ -14,6 +14,7 @@ from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.parse import parse_size
 from inrkit.core.pictures import plot_curve, save_gif, save_png, side_by_side
+from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import pick_device, print0, seed_all
 from inrkit.fields import build_field
 from inrkit.fields.family import KIND
@@ -91,7 +92,8 @@ def _setup(cfg: FitConfig, target: torch.Tensor) -> FitObjective:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, step_decay(cfg.steps, cfg.lr_decay, cfg.lr_decay_at))
     options = dict(options_of(cfg), lr=lr)
     return FitObjective(field=field, target=target, optimizer=opt, scheduler=sched, batch_pixels=cfg.batch_pixels,
-                        seed=cfg.seed, snapshot_hook=lambda pos: _snapshot(cfg, field, target, options, pos))
+                        seed=cfg.seed, snapshot_hook=lambda pos: _snapshot(cfg, field, target, options, pos),
+                        precision=resolve_precision(cfg.precision, target.device), compile=cfg.compile)
 
 
 def _snapshot(cfg: FitConfig, field, target: torch.Tensor, options: dict, pos: dict) -> None:

@@ -22,6 +22,7 @@ from inrkit.core import artifacts, runtime
 from inrkit.core.checks import require_at_least, require_choice, require_suffix
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
+from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
 from inrkit.models.functa_family import SET_KIND
@@ -71,7 +72,8 @@ def _setup(cfg, shape, dev, options: dict):
     pictures = torch.stack([dataset[i][0] for i in range(min(PICTURE_ITEMS, len(dataset)))]).to(dev)
     objective = MetaObjective(model=model, optimizer=optimizer, inner_steps=cfg.inner_steps,
                               first_order=cfg.first_order, checkpointed=cfg.checkpointed, out=Path(cfg.out),
-                              run_dir=Path(cfg.out).with_suffix(""), options=options, pictures=pictures)
+                              run_dir=Path(cfg.out).with_suffix(""), options=options, pictures=pictures,
+                              precision=resolve_precision(cfg.precision, dev), compile=cfg.compile)
     return objective, dataset
 
 
@@ -81,7 +83,7 @@ def _batches(dataset, cfg):
 
     world = runtime.world_size()
     return lambda start: make_loader(dataset, cfg.batch // world, seed=cfg.seed, start=start // world,
-                                     workers=cfg.workers)
+                                     workers=cfg.workers, device=pick_device(cfg.device))
 
 
 def _check_options(cfg) -> tuple[int, int, int]:

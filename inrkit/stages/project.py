@@ -21,6 +21,7 @@ from inrkit.core import artifacts
 from inrkit.core.checks import require_at_least, require_choice, require_suffix
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, save_png
+from inrkit.core.precision import compile_module, resolve_precision
 from inrkit.core.runtime import pick_device, print0
 from inrkit.data import open_dataset
 from inrkit.metrics.projection import SPACES, Projection, project
@@ -72,20 +73,25 @@ def encode_generator(
     split: str = "train",              # built-in sets: train or heldout
     device: str = "auto",
     progress: bool = True,
+    precision: str = "auto",           # autocast of the renders and the distance: auto | fp32 | bf16 | tf32
+    compile: bool = False,             # torch.compile the generator's render
 ) -> dict:
     """Project `images` into `generator`'s latent space, write the latents artifact and PNG; return metrics."""
     out = require_suffix(out, ".safetensors")
     require_choice("space", space, SPACES)
     require_at_least(0, seed=seed)
-    G = registry.load(generator, GENERATOR_KIND, pick_device(device))
+    dev = pick_device(device)
+    autocast = resolve_precision(precision, dev).autocast()
+    G = compile_module(registry.load(generator, GENERATOR_KIND, dev), dev, compile)
     R, C = G.config["resolution"], G.config["out_channels"]
     if C not in (1, 3):
         raise InrkitError(f"{generator} makes {C}-channel images; only RGB or grey images can be projected.")
     ds = open_dataset(images, R, C, split=split, count=count)
     targets = torch.stack([ds[i][0] for i in range(len(ds))])
     start = time.perf_counter()
-    result = project(G, targets, space=space, steps=steps, lr=lr, noise=noise, perceptual=perceptual, seed=seed,
-                     batch=batch, progress=progress)
+    with autocast:  # around the optimiser too, harmlessly: autocast casts only matmuls, convolutions and the like
+        result = project(G, targets, space=space, steps=steps, lr=lr, noise=noise, perceptual=perceptual,
+                         seed=seed, batch=batch, progress=progress)
     seconds = time.perf_counter() - start
     metrics = _metrics(result, seconds, steps * -(-len(ds) // batch))
     mse = metrics["mse"]

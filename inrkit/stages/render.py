@@ -1,16 +1,20 @@
 """`inrkit render`: evaluate a stored INR on any grid: any size, denser (--scale) or wider (--grid).
 
 The artifact's kind picks its family (inrkit.models.registry), whose renderer draws it; options that belong to
-another family are refused in one sentence.
+another family are refused in one sentence. `precision` (inrkit.core.precision) puts the whole renderer under
+its autocast, whatever the family; `compile` is passed to the families whose renderer takes it.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from inrkit.core import artifacts
 from inrkit.core.checks import flag
 from inrkit.core.errors import InrkitError
+from inrkit.core.precision import resolve_precision
+from inrkit.core.runtime import pick_device
 from inrkit.fields.grid import Range
 from inrkit.models import registry
 
@@ -32,6 +36,8 @@ def render(
     steps: int | None = None,          # generator: images in the interpolation row (default 8)
     space: str | None = None,          # generator: interpolate "inr" parameters (default) or "pixel"s
     frequencies: bool = False,         # generator: write the Fourier frequency histogram (Fig. 16)
+    precision: str = "auto",           # auto | fp32 | bf16 | tf32 (inrkit.core.precision)
+    compile: bool = False,             # torch.compile the model's forward
 ) -> Path:
     """Draw any INR artifact through its family's renderer; return the path written."""
     options = dict(index=index, model=model, perturb=perturb, seeds=seeds, psi=psi, interpolate=interpolate,
@@ -40,8 +46,13 @@ def render(
     kind = artifacts.kind_of(artifact)
     family = _renderer(kind, artifact, options)
     art = artifacts.read(artifact, kind)
-    return family.render(art, Path(artifact), Path(out), size=size, scale=scale, grid=grid, chunk=chunk,
-                         device=device, **options)
+    if compile:
+        if "compile" not in inspect.signature(family.render).parameters:
+            raise InrkitError(f"--compile is not available for {kind} artifacts; render without it.")
+        options["compile"] = True
+    with resolve_precision(precision, pick_device(device)).autocast():
+        return family.render(art, Path(artifact), Path(out), size=size, scale=scale, grid=grid, chunk=chunk,
+                             device=device, **options)
 
 
 def _renderer(kind: str, artifact: Path, options: dict) -> registry.Family:

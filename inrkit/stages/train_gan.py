@@ -40,6 +40,7 @@ from inrkit.core import runtime
 from inrkit.core.checks import require_at_least, require_positive, require_suffix
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
+from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models.discriminator import Discriminator, discriminator_config
 from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_summary
@@ -111,8 +112,9 @@ def _setup(cfg, gcfg: dict, dcfg: dict, dev, options: dict, training: dict):
     from inrkit.data import open_dataset
 
     seed_all(cfg.seed)
+    precision = resolve_precision(cfg.precision, dev)
     G = InrGanGenerator(gcfg).to(dev).train()
-    D = Discriminator(dcfg).to(dev).train()
+    D = precision.convolutions(Discriminator(dcfg).to(dev).train())  # channels-last where that pays
     G_ema = InrGanGenerator(gcfg).to(dev).eval().requires_grad_(False)
     G_ema.load_state_dict(G.state_dict())
     groups = G.parameter_groups()
@@ -127,7 +129,8 @@ def _setup(cfg, gcfg: dict, dcfg: dict, dev, options: dict, training: dict):
                              ema_rampup=cfg.ema_rampup, out=Path(cfg.out), run_dir=run_dir,
                              artifact_config=dict(generator=gcfg, discriminator=dcfg, training=training),
                              options=options, keep_snapshots=cfg.keep_snapshots, fid_ticks=cfg.fid_ticks,
-                             fid=_fid_during_training(cfg, run_dir, dev))
+                             fid=_fid_during_training(cfg, run_dir, dev), precision=precision,
+                             compile=cfg.compile)
     return objective, dataset
 
 
@@ -137,7 +140,7 @@ def _batches(dataset, cfg):
 
     world = runtime.world_size()
     return lambda start: make_loader(dataset, cfg.batch // world, seed=cfg.seed, start=start // world,
-                                     flip=cfg.flip, workers=cfg.workers)
+                                     flip=cfg.flip, workers=cfg.workers, device=pick_device(cfg.device))
 
 
 def _fid_during_training(cfg, run_dir: Path, dev):
@@ -151,7 +154,8 @@ def _fid_during_training(cfg, run_dir: Path, dev):
         value = None
         if runtime.is_rank0():
             value = fid(G_ema, cfg.data, n=cfg.fid_n, stats=run_dir / "stats.jsonl",
-                        stats_extra=dict(kimg=pos["images"] / 1000), device=str(dev), workers=cfg.workers)
+                        stats_extra=dict(kimg=pos["images"] / 1000), device=str(dev), workers=cfg.workers,
+                        precision=cfg.precision)
         runtime.barrier()
         return value
 

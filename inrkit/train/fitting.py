@@ -5,6 +5,9 @@ step; the fields' fast full-grid path) or over `batch_pixels` random pixels draw
 (saved in the training state, so a resumed fit draws the same pixels). The learning rate is decayed once by
 `lr_decay` after `lr_decay_at` of the steps (supp. A: 5e-3 -> 5e-4 halfway), as a LambdaLR schedule so its
 position is resumable.
+
+Precision (inrkit.core.precision): the field's forward runs under the objective's autocast and the squared
+error is reduced in float32; `compile` compiles the forward the step uses (the full grid or random pixels).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inrkit.core.precision import FP32, Precision, compiled
 from inrkit.fields.grid import make_grid
 from inrkit.metrics.image import psnr_of_mse
 
@@ -36,6 +40,8 @@ class FitObjective:
     name: str = "fit"
     losses: tuple[str, ...] = ("loss", "psnr", "lr")
     generators: dict = field(default_factory=dict)
+    precision: Precision = FP32     # autocast of the forward (inrkit.core.precision)
+    compile: bool = False           # torch.compile the forward the step uses
 
     def __post_init__(self):
         shape = tuple(self.target.shape[:-1])
@@ -44,6 +50,8 @@ class FitObjective:
         self.flat_target = self.target.reshape(self.total, -1)
         self.coords = None if self.full else make_grid(shape).reshape(self.total, -1).to(self.target.device)
         self.generators = dict(pixels=torch.Generator(device=self.target.device).manual_seed(self.seed))
+        self.forward = compiled(self.field.forward_grid if self.full else self.field, self.target.device,
+                                self.compile)
 
     @property
     def modules(self) -> dict:
@@ -58,14 +66,20 @@ class FitObjective:
         return dict(lr=self.scheduler)
 
     def loss(self) -> torch.Tensor:
+        """The mean squared error, reduced in float32 whatever the forward computed in."""
         if self.full:
-            return torch.mean((self.field.forward_grid(tuple(self.target.shape[:-1])) - self.target) ** 2)
+            with self.precision.autocast():
+                pred = self.forward(tuple(self.target.shape[:-1]))
+            return torch.mean((pred.float() - self.target) ** 2)
         idx = torch.randint(self.total, (self.batch_pixels,), generator=self.generators["pixels"],
                             device=self.target.device)
-        return torch.mean((self.field(self.coords[idx]) - self.flat_target[idx]) ** 2)
+        with self.precision.autocast():
+            pred = self.forward(self.coords[idx])
+        return torch.mean((pred.float() - self.flat_target[idx]) ** 2)
 
     def step(self, batch, pos: dict) -> dict[str, torch.Tensor]:
-        lr = torch.tensor(self.optimizer.param_groups[0]["lr"])
+        # made on the device (a fill, not a host-to-device copy the step would wait for)
+        lr = torch.full((), self.optimizer.param_groups[0]["lr"], device=self.target.device)
         loss = self.loss()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -8,6 +8,12 @@ and an EMA of G whose weights are the result. Latents of step k come from their 
 Distributed: gradients are averaged by one explicit all_reduce of a flat buffer after each backward (the R1
 double backward and G/D requires_grad toggling do not mix well with DDP's hooks; StyleGAN2-ADA does the same),
 and the generator's w_avg buffer is averaged after each update, so the ranks stay identical.
+
+Precision (inrkit.core.precision): G's and D's forwards run under the objective's autocast, the logits are
+turned to float32 before the losses reduce them, and D sees its images in the memory format its convolutions
+want (channels-last on CUDA tensor cores). R1 runs under autocast too (its double backward differentiates
+through autocast's casts), but always through the uncompiled D: torch.compile cannot differentiate a compiled
+graph twice, so `compile` compiles G and the D forwards without R1 only.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch.nn.functional as F
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.pictures import image_grid, save_png
+from inrkit.core.precision import FP32, Precision, compiled
 from inrkit.models.inrgan_family import KIND as GENERATOR_KIND
 from inrkit.models.sampling import sample_latents
 
@@ -32,7 +39,7 @@ GRID_SEED = 123   # the grid's latents: the same in every snapshot and every run
 def latents(seed: int, step: int, phase: int, count: int, z_dim: int, device) -> torch.Tensor:
     """z ~ N(0, I) for one phase of one step on this rank: a function of (seed, rank, step, phase) only."""
     rng = np.random.default_rng([seed, runtime.rank(), step, phase])
-    return torch.from_numpy(rng.standard_normal((count, z_dim), dtype=np.float32)).to(device)
+    return runtime.to_device(torch.from_numpy(rng.standard_normal((count, z_dim), dtype=np.float32)), device)
 
 
 @torch.no_grad()
@@ -80,6 +87,12 @@ class GanObjective:
     losses: tuple[str, ...] = ("loss_g", "loss_d", "r1")
     schedulers: dict = field(default_factory=dict)
     generators: dict = field(default_factory=dict)
+    precision: Precision = FP32     # autocast of G's and D's forwards (inrkit.core.precision)
+    compile: bool = False           # torch.compile G and D (R1 keeps the uncompiled D)
+
+    def __post_init__(self):
+        device = self.G.w_avg.device
+        self.generate, self.discriminate = (compiled(m, device, self.compile) for m in (self.G, self.D))
 
     @property
     def modules(self) -> dict:
@@ -92,7 +105,10 @@ class GanObjective:
     def _generator_step(self, n: int, step: int, device) -> torch.Tensor:
         """G: the non-saturating loss softplus(-D(G(z)))."""
         self.D.requires_grad_(False)
-        loss_g = F.softplus(-self.D(self.G(latents(self.seed, step, 0, n, self.G.config["z_dim"], device)))).mean()
+        with self.precision.autocast():
+            fakes = self.generate(latents(self.seed, step, 0, n, self.G.config["z_dim"], device))
+            logits = self.discriminate(self.precision.images(fakes))
+        loss_g = F.softplus(-logits.float()).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         runtime.average_gradients(self.G)
@@ -103,15 +119,18 @@ class GanObjective:
 
     def _discriminator_step(self, reals: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """D: softplus(D(fake)) + softplus(-D(real)), + gamma/2 |grad_x D(x)|^2 on reals when due (lazily scaled)."""
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast():
             z = latents(self.seed, step, 1, reals.shape[0], self.G.config["z_dim"], reals.device)
-            fakes = self.G(z, update_w_avg=False)
+            fakes = self.precision.images(self.generate(z, update_w_avg=False))
         regularise = self.r1_gamma > 0 and step % self.r1_every == 0
-        if regularise:
-            real_logits, r1 = r1_penalty(self.D, reals)
-        else:
-            real_logits, r1 = self.D(reals.detach()), torch.zeros((), device=reals.device)
-        loss_d = F.softplus(self.D(fakes)).mean() + F.softplus(-real_logits).mean()
+        with self.precision.autocast():
+            if regularise:  # the uncompiled D: R1's double backward
+                real_logits, r1 = r1_penalty(self.D, self.precision.images(reals))
+            else:
+                real_logits = self.discriminate(self.precision.images(reals.detach()))
+                r1 = torch.zeros((), device=reals.device)
+            fake_logits = self.discriminate(fakes)
+        loss_d = F.softplus(fake_logits.float()).mean() + F.softplus(-real_logits.float()).mean()
         total = loss_d + r1 * (self.r1_gamma / 2 * self.r1_every) if regularise else loss_d
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
