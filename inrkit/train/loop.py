@@ -84,7 +84,9 @@ class _Tally:
         values = torch.stack([losses[n].detach().to(self.device, torch.float64).reshape(()) for n in self.names])
         self.sums += torch.cat([values, values.new_ones(1)])
         finite = torch.isfinite(values)
-        first = torch.stack([torch.tensor(step, device=self.device), (~finite).to(torch.int64).argmax()])
+        # torch.full, not torch.tensor: a fill on the device, not a host-to-device copy every step
+        step_t = torch.full((), step, dtype=torch.int64, device=self.device)
+        first = torch.stack([step_t, (~finite).to(torch.int64).argmax()])
         self.bad = torch.where((self.bad[0] < 0) & ~finite.all(), first, self.bad)
 
     def check(self, out: Path) -> None:
