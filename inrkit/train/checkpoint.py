@@ -5,6 +5,10 @@ Tensor names: `{module}.{param}` for each module, `{optimizer}.{param index}.{st
 per-parameter state, `rng.cpu` (and `rng.cuda` where CUDA is in use), `rng.{name}` for each explicit
 torch.Generator an objective draws from. Optimizer param groups, scheduler states
 and the position are JSON in the metadata.
+
+CUDA RNG under torchrun: rank 0 writes the state of its own device and every rank restores it into its own
+(current) device. That is exact because every rank seeds its CUDA generator alike (seed_all) and draws from it
+alike: what differs per rank (latents, data order, pixels) comes from numpy or from the explicit generators.
 """
 
 from __future__ import annotations
@@ -66,8 +70,8 @@ def load_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, tr
     for name, sched in schedulers.items():
         sched.load_state_dict(state.options["schedulers"][name])
     torch.set_rng_state(state.tensors["rng.cpu"])
-    if "rng.cuda" in state.tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state.tensors["rng.cuda"])
+    if "rng.cuda" in state.tensors and torch.cuda.is_available():  # a CPU run's state has none; a CPU resume skips it
+        torch.cuda.set_rng_state(state.tensors["rng.cuda"], device=torch.cuda.current_device())
     for name, gen in (generators or {}).items():
         gen.set_state(state.tensors[f"rng.{name}"])
     pos = dict(state.metrics)
