@@ -227,6 +227,25 @@ def test_render_stage_bf16_png_is_close_to_fp32(tmp_path):
     assert a.shape == b.shape == (32, 32) and 0 < np.abs(a - b).max() <= 6
 
 
+# ---------------------------------------------------------------- no per-step host work in a fit's full-grid step
+
+
+def test_full_grid_and_loe_plan_are_built_once():
+    """The grid a fit evaluates every step, and LoE's plan for it, are made once (building them again copies the
+    grid from the host and reads the grid transforms back: on CUDA both wait for the GPU); loading other grid
+    transforms forgets the plan."""
+    from inrkit.fields.grid import grid_on, make_grid
+
+    assert grid_on((8, 4), None, "cpu") is grid_on((8, 4), None, "cpu")
+    assert torch.equal(grid_on((8, 4), [(0, 2), (0, 1)], "cpu"), make_grid((8, 4), [(0.0, 2.0), (0.0, 1.0)]))
+    config = lambda arrangement: field_config("loe", 2, 1, 16, 8, 3, 2, "nearest", arrangement, 4, 30.0, 0)  # noqa: E731
+    field, other = build_field(config("coarse-to-fine")), build_field(config("random-affine"))
+    field.forward_grid((16, 16))
+    assert list(field.plans) == [((16, 16), None)] and field.plans[((16, 16), None)] is not None
+    field.load_state_dict(other.state_dict())
+    assert torch.equal(field.forward_grid((16, 16)), other.forward_grid((16, 16)))
+
+
 # ---------------------------------------------------------------- --compile
 
 

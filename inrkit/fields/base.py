@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from inrkit.fields.grid import Range, make_grid
+from inrkit.fields.grid import Range, grid_on
 
 
 class Field(nn.Module):
@@ -20,7 +20,7 @@ class Field(nn.Module):
 
     def forward_grid(self, shape: tuple[int, ...], ranges: list[Range] | None = None) -> torch.Tensor:
         device = next(self.parameters()).device
-        return self(make_grid(shape, ranges).to(device))
+        return self(grid_on(shape, ranges, device))
 
     def macs_per_sample(self) -> int:
         """Multiply-accumulates per evaluated coordinate (linear layers only, as the LoE paper counts)."""

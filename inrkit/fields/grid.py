@@ -7,6 +7,8 @@ p in [0, 1]^2); pixel i of n sits at lo + (hi - lo) * (i + 0.5) / n.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from inrkit.core.errors import InrkitError
@@ -26,6 +28,19 @@ def make_grid(shape: tuple[int, ...], ranges: list[Range] | None = None) -> torc
         raise InrkitError(f"a {len(shape)}-D grid needs {len(shape)} ranges, got {len(ranges)}.")
     axes = [axis(n, lo, hi) for n, (lo, hi) in zip(shape, ranges, strict=True)]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).float()
+
+
+def grid_on(shape: tuple[int, ...], ranges: list[Range] | None, device, dtype=torch.float32) -> torch.Tensor:
+    """make_grid on a device, built once per (shape, ranges, device, dtype) while it is in use: a fit evaluates
+    the same grid every step, and building it again would copy it from the host each time (on CUDA, a copy
+    that waits for the GPU). The grid is shared: read it, never write into it."""
+    key = tuple(tuple(float(v) for v in r) for r in ranges) if ranges else None
+    return _grid_on(tuple(int(n) for n in shape), key, torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=2)  # the grid of the fit in progress (and one other); small next to its activations
+def _grid_on(shape: tuple[int, ...], ranges, device: torch.device, dtype) -> torch.Tensor:
+    return make_grid(shape, [tuple(r) for r in ranges] if ranges else None).to(device, dtype)
 
 
 def output_shape(base: tuple[int, ...], size: tuple[int, ...] | None, scale: float | None,

@@ -31,7 +31,7 @@ from inrkit.core.errors import InrkitError
 from inrkit.core.precision import autocast_inputs
 from inrkit.fields.base import Field
 from inrkit.fields.encoding import PositionalEncoding
-from inrkit.fields.grid import Range, make_grid
+from inrkit.fields.grid import Range, grid_on
 
 BLENDS = ("nearest", "linear")
 ARRANGEMENTS = ("coarse-to-fine", "fine-to-coarse", "interleaved", "chunked", "random-affine")
@@ -513,6 +513,10 @@ class LoEField(Field):
         self.plain = nn.ModuleList(nn.Linear(widths[i], widths[i + 1]) for i in range(loe_layers, depth))
         for layer in self.plain:
             nn.init.zeros_(layer.bias)
+        # grid_plan per (shape, ranges): planning reads the grid transforms on the host, which from a GPU waits
+        # for it; a fit asks for the same plan every step. Loading other transforms forgets the plans.
+        self.plans: dict = {}
+        self.register_load_state_dict_post_hook(lambda module, keys: module.plans.clear())
         self.config = {
             "arch": "loe", "in_dim": in_dim, "out_dim": out_dim, "width": width, "depth": depth,
             "tile": tile, "blend": blend, "arrangement": arrangement, "resolution": resolution,
@@ -601,11 +605,14 @@ class LoEField(Field):
     def forward_grid(self, shape: tuple[int, ...], ranges: list[Range] | None = None) -> torch.Tensor:
         """The pixel-centre grid of `shape` -> (*shape, out_dim) in raster order (fast where possible)."""
         shape = tuple(shape)
-        phases = self.grid_plan(shape, ranges)
+        key = (shape, tuple(map(tuple, ranges)) if ranges is not None else None)
+        if key not in self.plans:
+            self.plans[key] = self.grid_plan(shape, ranges)
+        phases = self.plans[key]
         if phases is None:
             return super().forward_grid(shape, ranges)
         device, dtype = self.plain[0].weight.device, self.plain[0].weight.dtype
-        grid = make_grid(shape).to(device, dtype).reshape(-1, self.in_dim)
+        grid = grid_on(shape, None, device, dtype).reshape(-1, self.in_dim)
         raster = _raster_bits(shape)
         x = self._input(permute_grid_rows(grid, raster, phases[0].layout))  # tiny input, into layout 1
         layers = iter(self.loe)
