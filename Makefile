@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 INRKIT := $(VENV)/bin/inrkit
 OUT    ?= out/demo
 
-.PHONY: help demo test test-slow lint bench clean venv inrgan functa
+.PHONY: help demo test test-slow lint bench clean venv inrgan functa functa-classify
 
 venv: $(VENV)/.installed ## create the virtual environment (.venv)
 
@@ -52,6 +52,8 @@ help: ## list the targets and pipelines
 RECIPE      ?= tiny
 OUT_INRGAN  ?= out/inrgan
 OUT_FUNCTA  ?= out/functa
+OUT_CLF     ?= out/functa-classify
+CLF_RECIPE  ?= recipes/classifier-cifar10.json
 GAN_RECIPE  ?= recipes/inrgan-ffhq256.json
 META_RECIPE ?= recipes/spatial-functa-cifar10.json
 
@@ -67,6 +69,7 @@ keep-failed = || { mv -f $@ $(basename $@).failed.safetensors 2>/dev/null; exit 
 need = $(or $($(1)),$(error RECIPE=paper needs $(1)=... ($(2)), e.g. $(3)))
 GAN_EXAMPLE  := make inrgan RECIPE=paper DATA=ffhq256/
 META_EXAMPLE := make functa RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
+CLF_EXAMPLE  := make functa-classify RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
 
 ifeq ($(RECIPE),paper)
 GAN_DATA     = $(call need,DATA,the training images,$(GAN_EXAMPLE))
@@ -80,6 +83,12 @@ META_HELDOUT = $(call need,HELDOUT,the held-out images to encode,$(META_EXAMPLE)
 # $(if ...) expands HELDOUT here, so a missing one stops make before meta-learning, not after it.
 META_TRAIN   = --config $(META_RECIPE) --data '$(META_DATA)'$(if $(META_HELDOUT),)
 ENCODE_OPTS ?=
+CLF_DATA     = $(call need,DATA,the labelled training images,$(CLF_EXAMPLE))
+CLF_HELDOUT  = $(call need,HELDOUT,the labelled held-out images,$(CLF_EXAMPLE))
+CLF_META     = --config $(META_RECIPE) --data '$(CLF_DATA)'$(if $(CLF_HELDOUT),)
+CLF_AUGMENT ?= --augment 50
+CLF_TRAIN    = --config $(CLF_RECIPE)
+CLF_DEPS     = $(CLF_RECIPE)
 GAN_DEPS     = $(GAN_RECIPE)
 META_DEPS    = $(META_RECIPE)
 else
@@ -101,6 +110,16 @@ META_TRAIN   = --data '$(META_DATA)' --latent 4x4x4 --interp nearest --resolutio
                --lr 3e-3 --batch 8 --steps $(META_STEPS) --snapshot 100 --workers 0
 META_STEPS  ?= 200
 ENCODE_OPTS ?= --workers 0
+# Digits 16x16 (grey), 4x4x8 spatial latents; the held-out digits are never seen by meta-learning.
+CLF_DATA     = builtin:digits
+CLF_HELDOUT  = builtin:digits?split=heldout
+CLF_META     = --data '$(CLF_DATA)' --channels 1 --latent 4x4x8 --interp nearest --resolution 16 --width 16 \
+               --depth 3 --lr 3e-3 --batch 16 --steps $(META_STEPS) --snapshot 100 --workers 0
+CLF_AUGMENT ?= --augment 2 --no-augment-flip --count 400
+CLF_TRAIN    = --width 32 --ffw 64 --depth 2 --heads 4 --dropout 0.1 --input-scale 0 --lr 3e-3 --warmup 20 \
+               --batch 32 --steps $(CLF_STEPS) --tick 50 --snapshot 200 --ema-decay 0.99
+CLF_STEPS   ?= 200
+CLF_DEPS     =
 endif
 
 # INR-GAN: train-gan -> render (samples, x2, zoom-out, low-res) -> fid -> kpl.
@@ -148,3 +167,27 @@ $(OUT_FUNCTA)/heldout.png: $(FSET)
 	$(INRKIT) render $< --index $(INDEX) --out $@
 $(OUT_FUNCTA)/heldout_x2.png: $(FSET)
 	$(INRKIT) render $< --index $(INDEX) --scale 2 --out $@
+
+# Classification on functasets: meta -> encode (augmented training copies, labelled) + encode (held-out,
+# labelled) -> train-classifier -> classify (the held-out images, encoded through the classifier's model).
+CLF_MODEL := $(OUT_CLF)/model.safetensors
+CLF_TRSET := $(OUT_CLF)/train-augmented.safetensors
+CLF_HOSET := $(OUT_CLF)/heldout.safetensors
+CLF       := $(OUT_CLF)/classifier.safetensors
+
+functa-classify: $(OUT_CLF)/predictions.json ## classification: meta -> encode (augmented) -> train-classifier -> classify
+
+$(CLF_MODEL): | venv
+	$(INRKIT) meta $(CLF_META) --no-functasets --out $@ $(keep-failed)
+
+$(CLF_TRSET): $(CLF_MODEL)
+	$(INRKIT) encode $< --data '$(CLF_DATA)' --labels $(CLF_AUGMENT) $(ENCODE_OPTS) --out $@
+
+$(CLF_HOSET): $(CLF_MODEL)
+	$(INRKIT) encode $< --data '$(CLF_HELDOUT)' --labels $(ENCODE_OPTS) --out $@
+
+$(CLF): $(CLF_TRSET) $(CLF_HOSET) $(CLF_DEPS)
+	$(INRKIT) train-classifier $(CLF_TRAIN) --data $(CLF_TRSET) --eval $(CLF_HOSET) --out $@ $(keep-failed)
+
+$(OUT_CLF)/predictions.json: $(CLF)
+	$(INRKIT) classify $< --data '$(CLF_HELDOUT)' --out $@

@@ -20,7 +20,9 @@ STAGES = {
     "inrgan": ["inrkit train-gan", "inrkit render", "--scale 2", "--grid=-0.5,1.5", "--size", "inrkit fid",
                "inrkit kpl"],
     "functa": ["inrkit meta", "inrkit encode", "inrkit render", "--scale 2"],
+    "functa-classify": ["inrkit meta", "--augment", "inrkit encode", "inrkit train-classifier", "inrkit classify"],
 }
+OUT_VAR = {"inrgan": "OUT_INRGAN", "functa": "OUT_FUNCTA", "functa-classify": "OUT_CLF"}
 
 
 def make(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -53,7 +55,7 @@ def in_order(lines: list[str], stages: list[str]) -> bool:
 @pytest.mark.parametrize("pipeline", sorted(STAGES))
 @pytest.mark.parametrize("mode", [[], ["RECIPE=paper", "DATA=x", "HELDOUT=y"]], ids=["tiny", "paper"])
 def test_dry_run_lists_every_stage_in_order(pipeline, mode, tmp_path):
-    lines = commands(make("-n", pipeline, f"OUT_{pipeline.upper()}={tmp_path}", *mode).stdout)
+    lines = commands(make("-n", pipeline, f"{OUT_VAR[pipeline]}={tmp_path}", *mode).stdout)
     assert in_order(lines, STAGES[pipeline]), lines
     assert all(str(tmp_path) in line for line in lines)  # every output goes to the pipeline's OUT folder
     train = lines[0]
@@ -68,7 +70,8 @@ def test_dry_run_lists_every_stage_in_order(pipeline, mode, tmp_path):
 def test_help_lists_targets_and_pipelines():
     out = make("help").stdout
     listed = {line.split()[0] for line in out.splitlines() if line.startswith("  ")}
-    assert {"inrgan", "functa", "demo", "test", "test-slow", "lint", "venv", "clean", "help"} <= listed
+    assert {"inrgan", "functa", "functa-classify", "demo", "test", "test-slow", "lint", "venv", "clean",
+            "help"} <= listed
 
 
 @pytest.mark.parametrize("pipeline", sorted(STAGES))

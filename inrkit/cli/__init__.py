@@ -29,6 +29,29 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
         os.environ["INRKIT_DEBUG"] = "1"
 
 
+@app.command()
+def classify(
+    classifier: Path = typer.Argument(..., help="A classifier artifact (from train-classifier)."),
+    data: str = typer.Option(..., help="Images (a folder, .zip, shards or builtin:NAME), encoded through the "
+                             "classifier's functa model, or a functaset of that model (.safetensors)."),
+    out: Path = typer.Option(Path("out/predictions.json"), help="Predictions (.json or .csv); the confusion "
+                             "matrix PNG is written beside it."),
+    split: str = typer.Option("train", help="train | heldout (builtin: sets)."),
+    count: int | None = typer.Option(None, help="Use the first N images."),
+    resolution: int | None = typer.Option(None, help="Image side; only the functa model's training resolution."),
+    steps: int = typer.Option(3, help="Inner SGD steps when encoding images (Sec. 4: 3)."),
+    batch: int = typer.Option(64, help="Images per encoding batch."),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="Read class labels to score the predictions."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Classify images or a functaset; prints top-1/top-5 when labels exist. Example: inrkit classify
+    out/classifier.safetensors --data builtin:digits --split heldout --out out/predictions.json"""
+    from inrkit.stages.classify import classify as run
+
+    run(classifier, data, out=out, split=split, count=count, resolution=resolution, steps=steps, batch=batch,
+        labels=labels, device=device)
+
+
 def _mount_training() -> None:
     from inrkit.cli import training
 
@@ -107,6 +130,12 @@ def encode(
     workers: int | None = typer.Option(None, help="functa: data-decoding processes (default 2)."),
     embed_model: bool | None = typer.Option(None, "--embed-model/--no-embed-model",
                                             help="functa: store the model inside the functaset (default on)."),
+    augment: int | None = typer.Option(None, help="functa: encode K random crop (+ flip) copies of every image "
+                                       "(spatial functa App. C.1: 50)."),
+    augment_pad: int | None = typer.Option(None, help="functa: zero padding of the --augment crops (default: the "
+                                           "resolution / 8, App. B.1's 4 at 32 px)."),
+    augment_flip: bool | None = typer.Option(None, "--augment-flip/--no-augment-flip",
+                                             help="functa: flip --augment copies left-right at random (default on)."),
     space: str | None = typer.Option(None, help="generator: latent space w (default, the mapping output) or z."),
     lr: float | None = typer.Option(None, help="generator: initial learning rate (default 0.1)."),
     noise: float | None = typer.Option(None, help="generator: initial latent-noise factor (default 0.05)."),
@@ -125,7 +154,8 @@ def encode(
 
     encode_artifact(artifact, images, data=data, out=out, steps=steps, count=count, split=split, batch=batch,
                     device=device, functa=dict(bits=bits, labels=labels, resolution=resolution, workers=workers,
-                                               embed_model=embed_model),
+                                               embed_model=embed_model, augment=augment, augment_pad=augment_pad,
+                                               augment_flip=augment_flip),
                     generator=dict(space=space, lr=lr, noise=noise, perceptual=perceptual, seed=seed),
                     precision=precision, compile=compile)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from inrkit.cli.declare import command
-from inrkit.stages.configs import FitConfig, MetaConfig, TrainGanConfig
+from inrkit.stages.configs import ClassifierConfig, FitConfig, MetaConfig, TrainGanConfig
 
 FIT_DOC = """Fit one signal. Example: inrkit fit builtin:camera --arch loe --size 256 --out out/camera.safetensors"""
 META_DOC = """Meta-learn (spatial) functa and encode functasets. Example: inrkit meta --data builtin:photos
@@ -40,9 +40,22 @@ def run_train_gan(kw: dict) -> None:
     train_gan(**kw)
 
 
+TRAIN_CLASSIFIER_DOC = """Train a classifier on a labelled functaset (spatial functa App. C). Example: inrkit
+    train-classifier --data out/sf/functaset-train.safetensors --eval out/sf/functaset-heldout.safetensors
+    --width 64 --depth 4 --heads 4 --steps 2000 --out out/classifier.safetensors
+    (paper settings: --config recipes/classifier-cifar10.json; rerun the same command to resume)"""
+
+
+def run_train_classifier(kw: dict) -> None:
+    from inrkit.stages.train_classifier import train_classifier
+
+    train_classifier(**kw)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the three training commands to `app`."""
+    """Add the training commands to `app`."""
     app.command("fit")(command(FitConfig, run_fit, doc=FIT_DOC, arguments=("signal",)))
     app.command("meta")(command(MetaConfig, run_meta, doc=META_DOC,
                                 flags=dict(first_order="--first-order/--second-order")))
     app.command("train-gan")(command(TrainGanConfig, run_train_gan, doc=TRAIN_GAN_DOC))
+    app.command("train-classifier")(command(ClassifierConfig, run_train_classifier, doc=TRAIN_CLASSIFIER_DOC))

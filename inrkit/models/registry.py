@@ -31,6 +31,7 @@ import torch
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.fields import family as fields
+from inrkit.models import classifier_family as classifier
 from inrkit.models import functa_family as functa
 from inrkit.models import inrgan_family as inrgan
 from inrkit.models.inrgan import InrGanGenerator
@@ -60,6 +61,7 @@ FAMILIES = (
     Family("INR-GAN", kinds=(inrgan.KIND,), build=inrgan.build, render_codes=inrgan.render_codes,
            render=inrgan.render, render_kinds=(inrgan.KIND,), render_options=inrgan.RENDER_OPTIONS,
            sampler=inrgan.sampler, types=(InrGanGenerator,)),
+    Family("classifier", kinds=(classifier.KIND,), build=classifier.build),
 )
 
 

@@ -146,3 +146,37 @@ class TrainGanConfig:
     compile: bool = option(False, COMPILE_HELP)
     dry_run: bool = option(False, "Print the resolved config, parameters and GMACs; train and write nothing.")
     progress: bool = option(True, "Show a progress bar.", cli=False)
+
+
+@dataclass
+class ClassifierConfig:
+    """`inrkit train-classifier`: a pre-LN Transformer (or an MLP) on a functaset's latents (spatial functa
+    App. C, Table 5 row 1 by default: 8x8x16 1-NN on CIFAR-10)."""
+
+    data: str = option(help="Training functaset (from meta or encode --labels), labelled.", resume=True)
+    out: Path = option(Path("out/classifier.safetensors"), "Classifier artifact (EMA weights); run folder beside it.")
+    eval: str | None = option(None, "Held-out functaset of the same functa model: top-1/top-5 of the EMA at every "
+                              "tick.")
+    arch: str = option("transformer", "transformer (App. C) | mlp (App. B.1).", resume=True)
+    width: int = option(128, "Transformer width (MLP: hidden width).", resume=True)  # Tab. 5: 128
+    ffw: int | None = option(None, "Transformer feed-forward width (default 2 x width).", resume=True)  # Tab. 5: 256
+    depth: int = option(12, "Transformer blocks (MLP: hidden layers).", resume=True)  # Tab. 5: 12
+    heads: int = option(16, "Attention heads.", resume=True)  # App. C.2: 16
+    dropout: float = option(0.1, "Dropout before the logits.", resume=True)  # Tab. 5: 0.1
+    input_scale: float = option(0.08, "Scalar normalisation factor of the latents (0: 1 / the training latents' "
+                                "standard deviation).", resume=True)  # Tab. 5: 0.08
+    positional: bool = option(True, "Absolute positional encodings (off: the tokens are a set).", resume=True)
+    label_smoothing: float = option(0.1, "Label smoothing l.", resume=True)  # App. C.2: 0.1
+    weight_decay: float = option(0.1, "AdamW weight decay (on weight matrices).", resume=True)  # App. C.2: 0.1
+    lr: float = option(1e-2, "Peak AdamW learning rate.", resume=True)  # Tab. 5: 1e-2
+    warmup: int = option(1000, "Linear warm-up steps, then cosine decay to 0 at --steps.", resume=True)
+    batch: int = option(256, "Latents per step over all processes.", resume=True)  # Tab. 5: 256
+    steps: int = option(100_000, "Steps in all (the schedule depends on it).", resume=True)  # App. C.2: 100k
+    ema_decay: float = option(0.9999, "EMA decay per step of the evaluated weights.", resume=True)  # App. B.1
+    seconds: float | None = option(None, "Stop this run after this much wall time (with a snapshot); rerun to "
+                                   "continue.")
+    tick: int = option(100, "Steps per tick (status line, stats record, held-out accuracy).")
+    snapshot: int = option(1000, "Steps between snapshots.")
+    seed: int = option(0, "Initialisation, dropout and data order.", resume=True)
+    device: str = option("auto", DEVICE_HELP)
+    progress: bool = option(True, "Show a progress bar.", cli=False)

@@ -23,6 +23,7 @@ from inrkit.core.precision import compile_module, resolve_precision
 from inrkit.core.progress import progress_bar
 from inrkit.core.runtime import pick_device, print0
 from inrkit.data import open_dataset
+from inrkit.data.augment import Augmented
 from inrkit.metrics.image import psnr_per_item
 from inrkit.models import functa_family, inrgan_family, registry
 from inrkit.models.functa import SpatialFuncta
@@ -171,6 +172,9 @@ def encode(
     batch: int = 64,                   # images per inner-loop batch (results do not depend on it)
     workers: int = 2,                  # decoding processes
     embed_model: bool = True,          # store the model's tensors inside the functaset (renders with no other file)
+    augment: int | None = None,        # K random crop (+ flip) copies of every image (App. B.1/C.1: 50 on CIFAR-10)
+    augment_pad: int | None = None,    # zero padding of the crops (App. B.1: 4 at 32 px; default resolution / 8)
+    augment_flip: bool = True,         # random left-right flips of the copies (off where mirroring changes meaning)
     device: str = "auto",
     progress: bool = True,
     precision: str = "auto",           # the inner loop's autocast: auto | fp32 | bf16 | tf32 (inrkit.core.precision)
@@ -188,8 +192,12 @@ def encode(
     net = compile_module(registry.load(model, functa_family.MODEL_KIND, dev), dev, compile)
     res = check_resolution(net, resolution, model)
     dataset = open_dataset(data, res, net.config["channels"], labels=labels, split=split, count=count)
+    if augment is not None:
+        dataset = Augmented(dataset, augment, pad=res // 8 if augment_pad is None else augment_pad,
+                            flip=augment_flip)
     options = dict(model=str(model), data=data, steps=steps, bits=bits, split=split, count=count, labels=labels,
-                   resolution=res, batch=batch, embed_model=embed_model)
+                   resolution=res, batch=batch, embed_model=embed_model, augment=augment, augment_pad=augment_pad,
+                   augment_flip=augment_flip)
     with autocast:
         metrics = write_functaset(out, net, model, dataset, steps=steps, bits=bits, batch=batch, workers=workers,
                                   embed_model=embed_model, progress=progress, options=options)
