@@ -41,7 +41,7 @@ def check_field_artifact(config: dict, tensor_numel: int, path: str | Path, need
     if not isinstance(field, dict):
         raise InrkitError(f"{path} has no field config in its metadata; the file is damaged or foreign.")
     arch = field.get("arch")
-    if arch not in RULES:
+    if not isinstance(arch, str) or arch not in RULES:
         raise InrkitError(f"{path} has a field config of an unknown architecture; the file is damaged or foreign.")
     check_config(field, RULES[arch], path, "field config")
     if arch == "loe":

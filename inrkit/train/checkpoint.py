@@ -18,9 +18,13 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts
+from inrkit.core.checks import Value, check_config
+from inrkit.core.errors import InrkitError
 from inrkit.core.runtime import print0, refuse_changed_options
 
 KIND = "train-state"
+COUNT = Value(int, 0, 2**62)
+POSITION = dict(step=COUNT, images=COUNT, tick=COUNT, tick_images=COUNT, snapshot_images=COUNT)  # and extras
 
 
 def save_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, training: dict, pos: dict,
@@ -60,20 +64,38 @@ def load_state(path: Path, modules: dict, optimizers: dict, schedulers: dict, tr
     if not path.is_file():
         return None
     state = artifacts.read(path, kind=KIND)
-    refuse_changed_options(path.parent, state.config.get("training", {}), training, list(training))
+    pos = check_config(state.metrics, POSITION, path, "training position", extra=True)
+    try:
+        refuse_changed_options(path.parent, dict(state.config.get("training", {})), training, list(training))
+        _restore(state, modules, optimizers, schedulers, generators or {})
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:  # what torch says of a misfit
+        raise InrkitError(f"{path} does not fit this run ({str(err).splitlines()[0][:100]}); it is damaged or from "
+                          "another version: move the run folder away to start afresh.") from None
+    print0(f"resuming {path.parent} from step {pos['step']} ({pos['images'] / 1000:.3f} kimg)")
+    return dict(pos)
+
+
+def _restore(state: artifacts.Artifact, modules: dict, optimizers: dict, schedulers: dict, generators: dict) -> None:
     for name, module in modules.items():
         prefix = name + "."
         module.load_state_dict({k[len(prefix):]: v for k, v in state.tensors.items() if k.startswith(prefix)})
     for name, opt in optimizers.items():
         opt.load_state_dict(dict(state=_optimizer_state(state.tensors, name),
                                  param_groups=state.options["param_groups"][name]))
+        _check_moments(opt)
     for name, sched in schedulers.items():
         sched.load_state_dict(state.options["schedulers"][name])
     torch.set_rng_state(state.tensors["rng.cpu"])
-    if "rng.cuda" in state.tensors and torch.cuda.is_available():  # a CPU run's state has none; a CPU resume skips it
-        torch.cuda.set_rng_state(state.tensors["rng.cuda"], device=torch.cuda.current_device())
-    for name, gen in (generators or {}).items():
+    if "rng.cuda" in state.tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state.tensors["rng.cuda"])
+    for name, gen in generators.items():
         gen.set_state(state.tensors[f"rng.{name}"])
-    pos = dict(state.metrics)
-    print0(f"resuming {path.parent} from step {pos['step']} ({pos['images'] / 1000:.3f} kimg)")
-    return pos
+
+
+def _check_moments(opt: torch.optim.Optimizer) -> None:
+    """Optimizer state loads without a look at its shapes; a misfit would fail at the next step, mid-run."""
+    for p, s in opt.state.items():
+        for key, value in s.items():
+            if torch.is_tensor(value) and value.dim() and value.shape != p.shape:
+                raise ValueError(f"optimizer state {key} of shape {tuple(value.shape)} for a parameter of shape "
+                                 f"{tuple(p.shape)}")
