@@ -86,8 +86,8 @@ def _restore(state: artifacts.Artifact, modules: dict, optimizers: dict, schedul
     for name, sched in schedulers.items():
         sched.load_state_dict(state.options["schedulers"][name])
     torch.set_rng_state(state.tensors["rng.cpu"])
-    if "rng.cuda" in state.tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state.tensors["rng.cuda"])
+    if "rng.cuda" in state.tensors and torch.cuda.is_available():  # a CPU run's state has none; a CPU resume skips it
+        torch.cuda.set_rng_state(state.tensors["rng.cuda"], device=torch.cuda.current_device())
     for name, gen in generators.items():
         gen.set_state(state.tensors[f"rng.{name}"])
 
