@@ -104,6 +104,13 @@ def test_label_smoothing_and_weight_decay_are_applied_as_configured():
     assert torch.allclose(net.head.weight, w * 0.7) and torch.equal(net.head.bias, b)
 
 
+def test_ema_decay_warms_up_to_the_configured_value():
+    from inrkit.train.classify import ema_decay_at
+
+    assert ema_decay_at(0, 0.9999) == pytest.approx(0.1) and ema_decay_at(90, 0.9999) == pytest.approx(0.91)
+    assert ema_decay_at(10**6, 0.9999) == 0.9999 and ema_decay_at(20, 0.5) == 0.5 and ema_decay_at(5, 0.5) == 0.4
+
+
 def test_warmup_then_cosine():
     f = warmup_cosine(100, 10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)

@@ -3,7 +3,9 @@
 Cross-entropy with label smoothing l (the one-hot target becomes 1 - l + l/n on the class and l/n elsewhere, as
 App. B.1 writes it: torch's `label_smoothing`), AdamW with decoupled weight decay on the weight matrices, a linear
 warm-up then cosine decay of the learning rate (the paper leaves the schedule open; this is the common ViT one),
-and an EMA of the weights (App. B.1: decay 0.9999) that is evaluated and saved. Gradients are averaged over ranks
+and an EMA of the weights (App. B.1: decay 0.9999) that is evaluated and saved. The EMA's decay is warmed up as
+min(decay, (1 + t) / (10 + t)) at step t (TensorFlow's ExponentialMovingAverage with num_updates): without it, a
+run much shorter than 1 / (1 - decay) steps would evaluate weights still dominated by the initialisation. Gradients are averaged over ranks
 by one all_reduce, like the other objectives.
 """
 
@@ -26,6 +28,11 @@ def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
             return (done + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (done - warmup) / max(steps - warmup, 1))))
     return factor
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The EMA decay used after `step` updates: min(decay, (1 + step) / (10 + step))."""
+    return min(decay, (1 + step) / (10 + step))
 
 
 @torch.no_grad()
@@ -86,7 +93,7 @@ class ClassifierObjective:
         runtime.average_gradients(self.net)
         self.optimizer.step()
         self.scheduler.step()
-        update_ema(self.net, self.ema, self.ema_decay)
+        update_ema(self.net, self.ema, ema_decay_at(pos["step"], self.ema_decay))
         top1 = (logits.detach().argmax(dim=1) == labels).float().mean()
         return dict(loss=loss.detach(), top1=top1, lr=lr)
 
