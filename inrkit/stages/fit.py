@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts
-from inrkit.core.checks import require_at_least, require_choice, require_positive, require_suffix
+from inrkit.core.checks import require_at_least, require_choice, require_positive, require_writable
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.parse import parse_size
@@ -56,7 +56,8 @@ def fit(signal: str, out: Path, **options) -> dict:
     target = load_signal(signal, tuple(size) if size else None)
     dev = pick_device(cfg.device)
     objective = _setup(cfg, target.to(dev))
-    run = Run(run_dir=cfg.out.with_suffix(""), training=_training(cfg), device=dev, progress=cfg.progress)
+    run = Run(run_dir=cfg.out.with_suffix(""), training=_training(cfg), device=dev, progress=cfg.progress,
+              retry=f"a lower --lr (e.g. {_lr(cfg) / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps, batch=1, tick_images=cfg.tick, snapshot_images=cfg.snapshot,
                         seconds=cfg.seconds, unit="step")
@@ -69,10 +70,14 @@ def fit(signal: str, out: Path, **options) -> dict:
 
 
 def _check_options(cfg: FitConfig) -> None:
-    require_suffix(cfg.out, ".safetensors")
+    require_writable(cfg.out, ".safetensors")
     require_at_least(1, steps=cfg.steps, tick=cfg.tick, snapshot=cfg.snapshot)
     require_positive(seconds=cfg.seconds)
     require_choice("arch", cfg.arch, tuple(DEFAULT_LR))
+
+
+def _lr(cfg: FitConfig) -> float:
+    return DEFAULT_LR[cfg.arch] if cfg.lr is None else cfg.lr
 
 
 def _training(cfg: FitConfig) -> dict:
@@ -87,7 +92,7 @@ def _setup(cfg: FitConfig, target: torch.Tensor) -> FitObjective:
     config = field_config(cfg.arch, len(shape), channels, max(shape[-2:]), cfg.width, cfg.depth, cfg.tile,
                           cfg.blend, cfg.arrangement, cfg.frequencies, cfg.w0, cfg.seed)
     field = build_field(config).to(target.device)
-    lr = DEFAULT_LR[cfg.arch] if cfg.lr is None else cfg.lr
+    lr = _lr(cfg)
     opt = torch.optim.Adam(field.parameters(), lr=lr, betas=(0.9, 0.995))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, step_decay(cfg.steps, cfg.lr_decay, cfg.lr_decay_at))
     options = dict(options_of(cfg), lr=lr)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts, runtime
-from inrkit.core.checks import require_at_least, require_choice, require_suffix
+from inrkit.core.checks import require_at_least, require_choice, require_writable
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import resolve_precision
@@ -45,7 +45,7 @@ def meta(data: str, out: Path, **options) -> dict:
     runtime.init_distributed(dev)
     objective, dataset = _setup(cfg, shape, dev, options)
     run = Run(run_dir=out.with_suffix(""), training={k: options[k] for k in resume_keys(MetaConfig)}, device=dev,
-              progress=cfg.progress)
+              progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps * batch, batch=batch, tick_images=cfg.tick * batch,
                         snapshot_images=cfg.snapshot * batch, seconds=cfg.seconds)
@@ -88,7 +88,7 @@ def _batches(dataset, cfg):
 
 def _check_options(cfg) -> tuple[int, int, int]:
     """Fail fast, in one sentence, on options that cannot work."""
-    require_suffix(cfg.out, ".safetensors")
+    require_writable(cfg.out, ".safetensors")
     require_choice("arch", cfg.arch, ARCHS)
     shape = parse_latent(cfg.latent)
     if cfg.arch == "functa" and shape[0] != 1:

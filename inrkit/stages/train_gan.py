@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import runtime
-from inrkit.core.checks import require_at_least, require_positive, require_suffix
+from inrkit.core.checks import require_at_least, require_positive, require_suffix, require_writable
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import resolve_precision
@@ -80,7 +80,9 @@ def train_gan(data: str, out: Path, **options) -> dict:
         raise InrkitError(f"--batch {cfg.batch} does not split evenly over {runtime.world_size()} processes.")
     training = {k: options[k] for k in resume_keys(TrainGanConfig)}
     objective, dataset = _setup(cfg, gcfg, dcfg, dev, options, training)
-    run = Run(run_dir=out.with_suffix(""), training=training, device=dev, progress=cfg.progress)
+    run = Run(run_dir=out.with_suffix(""), training=training, device=dev, progress=cfg.progress,
+              retry=f"lower rates (e.g. --lr-g {cfg.lr_g / 2:g} --lr-shared {cfg.lr_shared / 2:g} "
+                    f"--lr-d {cfg.lr_d / 2:g})")
     pos = resume(objective, run)
     tick = int(round(cfg.tick_kimg * 1000))
     schedule = Schedule(total_images=int(round(cfg.kimg * 1000)), batch=cfg.batch, tick_images=tick,
@@ -165,6 +167,8 @@ def _fid_during_training(cfg, run_dir: Path, dev):
 def _check_options(cfg) -> None:
     """Fail fast, in one sentence, on options that cannot work."""
     require_suffix(cfg.out, ".safetensors")
+    if not cfg.dry_run:  # a dry run writes nothing
+        require_writable(cfg.out)
     if cfg.channels not in (1, 3):
         raise InrkitError(f"--channels must be 1 (grey) or 3 (RGB), not {cfg.channels}.")
     require_at_least(1, batch=cfg.batch, r1_every=cfg.r1_every, snapshot_ticks=cfg.snapshot_ticks)
