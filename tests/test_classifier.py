@@ -242,3 +242,27 @@ def test_encode_writes_augmented_copies_with_their_labels(tmp_path):
     labels = art.tensors["labels"].tolist()
     assert labels[0::3] == labels[1::3] == labels[2::3] and min(labels) >= 0
     assert "x3 augmented" in art.config["data"]["spec"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_stay_in_sync(trained, tmp_path):
+    """2 CPU processes (gloo): each takes half of every batch, gradients are averaged, and both ranks end with
+    bit-identical weights."""
+    import os
+
+    _, train, held, _, _ = trained
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, sys\n"
+        "from inrkit.core import runtime\n"
+        "from inrkit.stages.train_classifier import train_classifier\n"
+        f"m = train_classifier({str(train)!r}, sys.argv[1], **{dict(SMALL, steps=20, tick=10, snapshot=20)!r})\n"
+        "open(sys.argv[1] + f'.rank{runtime.rank()}', 'w').write(m['parameters_sha256'])\n")
+    out = tmp_path / "ddp.safetensors"
+    r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", str(script), str(out)],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    digests = [(tmp_path / f"ddp.safetensors.rank{k}").read_text() for k in (0, 1)]
+    assert digests[0] == digests[1]
+    assert artifacts.read(out).metrics["step"] == 20
