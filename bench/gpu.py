@@ -75,6 +75,18 @@ def timed(fn: Callable, device, seconds: float, warmup: int = 2) -> float:
     return (time.perf_counter() - start) / calls
 
 
+def stepper(objective, batch, images: int) -> Callable[[], dict]:
+    """One training step per call, at the next position (the loop's `pos`: step and images before the step)."""
+    pos = dict(step=0, images=0)
+
+    def step() -> dict:
+        losses = objective.step(batch, dict(pos))
+        pos["step"], pos["images"] = pos["step"] + 1, pos["images"] + images
+        return losses
+
+    return step
+
+
 def guarded(rows: list, case: dict, measure: Callable[[], dict]) -> None:
     """Append `case` with what `measure` returns, or with its error (the run goes on)."""
     import torch
@@ -130,7 +142,7 @@ def classifier(s: dict):
 
 
 def family_forwards(s: dict) -> dict:
-    """name -> (model, inputs, forward(model, *inputs)): one fixed batch per model family."""
+    """name -> (build, inputs, forward(model, *inputs)): one fixed batch per model family, built when measured."""
     import torch
 
     g = torch.Generator().manual_seed(0)
@@ -138,16 +150,17 @@ def family_forwards(s: dict) -> dict:
     r = s["gan_resolution"]
     grid = lambda f, _: f.forward_grid((side, side))  # noqa: E731
     return {
-        "field siren": (field("siren", s), (None,), grid),
-        "field pe (dense MLP)": (field("pe", s), (None,), grid),
-        "field loe nearest": (field("loe", s), (None,), grid),
-        "field loe linear": (field("loe", s, "linear"), (None,), grid),
-        "spatial functa": (functa(s), (torch.randn(b, *m["latent"], generator=g),
-                                       torch.rand(m["resolution"] ** 2, 2, generator=g)), lambda f, z, c: f(z, c)),
-        "INR-GAN generator": (generator(s), (torch.randn(b, s["z_dim"], generator=g),), lambda f, z: f(z)),
-        "StyleGAN2 discriminator": (discriminator(s), (torch.rand(b, 3, r, r, generator=g) * 2 - 1,),
+        "field siren": (lambda: field("siren", s), (None,), grid),
+        "field pe (dense MLP)": (lambda: field("pe", s), (None,), grid),
+        "field loe nearest": (lambda: field("loe", s), (None,), grid),
+        "field loe linear": (lambda: field("loe", s, "linear"), (None,), grid),
+        "spatial functa": (lambda: functa(s), (torch.randn(b, *m["latent"], generator=g),
+                                               torch.rand(m["resolution"] ** 2, 2, generator=g)),
+                           lambda f, z, c: f(z, c)),
+        "INR-GAN generator": (lambda: generator(s), (torch.randn(b, s["z_dim"], generator=g),), lambda f, z: f(z)),
+        "StyleGAN2 discriminator": (lambda: discriminator(s), (torch.rand(b, 3, r, r, generator=g) * 2 - 1,),
                                     lambda f, x: f(x)),
-        "functa classifier": (classifier(s), (torch.randn(b, *s["classifier"]["latent"], generator=g),),
+        "functa classifier": (lambda: classifier(s), (torch.randn(b, *s["classifier"]["latent"], generator=g),),
                               lambda f, z: f(z)),
     }
 
@@ -162,9 +175,9 @@ def agreement(device, s: dict) -> list[dict]:
     from inrkit.core.precision import resolve_precision
 
     rows = []
-    for name, (model, inputs, forward) in family_forwards(s).items():
-        def measure(model=model, inputs=inputs, forward=forward):
-            model.eval()
+    for name, (build, inputs, forward) in family_forwards(s).items():
+        def measure(build=build, inputs=inputs, forward=forward):
+            model = build().eval()
             with torch.no_grad():
                 reference = forward(model, *inputs).float()
                 on_device = copy.deepcopy(model).to(device)
@@ -233,8 +246,8 @@ def fit_speed(device, s: dict) -> list[dict]:
         def measure(name=name):
             precision = resolve_precision(name, device)
             loe, mlp = (fit_objective(a, s, precision, device) for a in ("loe", "pe"))
-            t_loe = timed(lambda: loe.step(None, {}), device, s["seconds"])
-            t_mlp = timed(lambda: mlp.step(None, {}), device, s["seconds"])
+            t_loe = timed(stepper(loe, None, 1), device, s["seconds"])
+            t_mlp = timed(stepper(mlp, None, 1), device, s["seconds"])
             return dict(loe_steps_per_s=1 / t_loe, mlp_steps_per_s=1 / t_mlp, loe_over_mlp_time=t_loe / t_mlp)
 
         guarded(rows, dict(case=name, side=s["fit_side"], width=s["fit_width"], depth=s["fit_depth"]), measure)
@@ -257,7 +270,7 @@ def meta_speed(device, s: dict) -> list[dict]:
                                       inner_steps=m["inner_steps"], first_order=False, checkpointed=False,
                                       out=None, run_dir=None, options={}, pictures=images[0][:1],
                                       precision=resolve_precision(name, device))
-            per_step = timed(lambda: objective.step(images, {}), device, s["seconds"])
+            per_step = timed(stepper(objective, images, m["batch"]), device, s["seconds"])
             return dict(steps_per_s=1 / per_step, images_per_s=m["batch"] / per_step)
 
         guarded(rows, dict(case=name, batch=m["batch"]), measure)
@@ -301,14 +314,14 @@ def training_speed(device, s: dict, fit_rows: list, meta_rows: list) -> list[dic
     latents = (torch.randn(c["batch"], *c["latent"], device=device), torch.randint(10, (c["batch"],), device=device))
     for name in ("fp32", "bf16"):
         def gan(name=name):
-            objective, step = gan_objective(s, resolve_precision(name, device), device), iter(range(10**9))
-            per_step = timed(lambda: objective.step(reals, dict(step=next(step), images=0)), device, s["seconds"])
+            objective = gan_objective(s, resolve_precision(name, device), device)
+            per_step = timed(stepper(objective, reals, s["gan_batch"]), device, s["seconds"])
             return dict(images_per_s=s["gan_batch"] / per_step)
 
         def classify(name=name):  # its objective has no precision field yet: the bf16 row autocasts the step
             objective = classifier_objective(s, device)
             with resolve_precision(name, device).autocast():
-                per_step = timed(lambda: objective.step(latents, {}), device, s["seconds"])
+                per_step = timed(stepper(objective, latents, c["batch"]), device, s["seconds"])
             return dict(images_per_s=c["batch"] / per_step)
 
         guarded(rows, dict(case=f"train-gan {r}x{r}", precision=name, batch=s["gan_batch"]), gan)
