@@ -83,6 +83,11 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def pixels(self, i: int) -> tuple[torch.Tensor, int]:
         """(uint8 (C, R, R), label) of item i, or of the next decodable item (see the class doc)."""
+        return self.decoded(i)[:2]
+
+    def decoded(self, i: int) -> tuple[torch.Tensor, int, int]:
+        """`pixels(i)` and the index of the item they come from: i, unless item i could not be decoded (the
+        batch stream counts those, every time: a `skipped` count that does not depend on the workers)."""
         if not 0 <= i < self.count:
             raise IndexError(f"index {i} is out of range for a dataset of {self.count} images")
         for step in range(self.count):
@@ -90,7 +95,7 @@ class ImageDataset(torch.utils.data.Dataset):
             if j in self._bad:
                 continue
             try:
-                return to_uint8(self.image(j)), self.label(j)
+                return to_uint8(self.image(j)), self.label(j), j
             except BadImage as err:
                 self._bad.add(j)
                 self.skipped[str(err)] += 1

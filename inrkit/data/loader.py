@@ -7,6 +7,7 @@ work without any sharding logic of their own, and the batches are the same with 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -42,18 +43,42 @@ class _StreamItems(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int, bool]:
+        """(image, label, whether a damaged image was replaced by the next good one)."""
         position, index = item
-        image, label = self.dataset.pixels(index) if self.uint8 else self.dataset[index]
+        image, label, used = self.dataset.decoded(index) if self.uint8 else (*self.dataset[index], index)
         if self.flip and flip_coin(self.seed, position):
             image = image.flip(-1)
-        return image, label
+        return image, label, used != index
 
 
-def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.stack([image for image, _ in items])
-    labels = torch.tensor([label for _, label in items], dtype=torch.int64)
-    return (to_float(images) if images.dtype == torch.uint8 else images), labels
+def _collate(items: list[tuple[torch.Tensor, int, bool]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    images = torch.stack([image for image, _, _ in items])
+    labels = torch.tensor([label for _, label, _ in items], dtype=torch.int64)
+    return (to_float(images) if images.dtype == torch.uint8 else images), labels, sum(r for _, _, r in items)
+
+
+class Batches:
+    """The loader's batches, (images, labels), and `skipped`: how many damaged images the batches handed out so
+    far were replaced by the next good one (counted in the batches' order, so any number of workers gives the
+    same count; the training loop reports it)."""
+
+    def __init__(self, batches: Iterator) -> None:
+        self.batches, self.skipped = batches, 0
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels, replaced = next(self.batches)
+        self.skipped += int(replaced)
+        return images, labels
+
+
+def _ignore_interrupts(worker: int) -> None:
+    """Ctrl-C reaches the whole process group; the main process decides what it means (inrkit.train.loop ends
+    the run after a snapshot), and a worker dead of it would turn that into 'worker exited unexpectedly'."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Positions:
@@ -68,8 +93,9 @@ class _Positions:
 
 def make_loader(dataset, batch_size: int, *, seed: int = 0, start: int = 0, flip: bool = False, workers: int = 2,
                 rank: int | None = None, world_size: int | None = None, prefetch: int = 4,
-                device: torch.device | str | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Infinite iterator of (images (B, C, R, R) float32, labels (B,) int64).
+                device: torch.device | str | None = None) -> Batches:
+    """Infinite iterator of (images (B, C, R, R) float32, labels (B,) int64), counting replaced images in
+    `skipped` (see Batches).
 
     seed:       shuffling and flips; the same seed gives the same stream.
     start:      images this rank already consumed; the stream continues exactly where it stopped.
@@ -88,9 +114,9 @@ def make_loader(dataset, batch_size: int, *, seed: int = 0, start: int = 0, flip
     loader = torch.utils.data.DataLoader(
         _StreamItems(dataset, seed, flip), batch_size=batch_size, sampler=_Positions(sampler), collate_fn=_collate,
         num_workers=workers, prefetch_factor=prefetch if workers > 0 else None,
-        pin_memory=_pinned(device), persistent_workers=False,
+        pin_memory=_pinned(device), persistent_workers=False, worker_init_fn=_ignore_interrupts if workers else None,
     )
-    return iter(loader)
+    return Batches(iter(loader))
 
 
 def _pinned(device) -> bool:
