@@ -72,21 +72,31 @@ def side_by_side(*images: torch.Tensor, gap: int = 4) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def plot_curve(path: str | Path, xs, ys, xlabel: str, ylabel: str, title: str = "") -> Path:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display is ever needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    return plt
+
+
+def save_figure(path: str | Path, fig) -> Path:
+    """Lay out a matplotlib figure, write it as a PNG (atomically) and close it."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def plot_curve(path: str | Path, xs, ys, xlabel: str, ylabel: str, title: str = "") -> Path:
+    fig, ax = pyplot().subplots(figsize=(5, 3.2), dpi=120)
     ax.plot(xs, ys)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_figure(path, fig)

@@ -12,7 +12,6 @@ Registered in inrkit.models.registry.FAMILIES.
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from inrkit.core import artifacts
 from inrkit.core.checks import require_suffix
 from inrkit.core.errors import InrkitError
-from inrkit.core.pictures import image_grid, save_png
+from inrkit.core.pictures import image_grid, pyplot, save_figure, save_png
 from inrkit.core.precision import compile_module
 from inrkit.core.runtime import pick_device, print0
 from inrkit.fields.grid import Range, output_shape
@@ -159,10 +158,7 @@ def _frequency_histogram(G: InrGanGenerator, seeds: list[int], psi: float, out: 
                           "to plot.")
     per_block = [torch.cat(f) for f in zip(*(G.fourier_frequencies(t) for t in seed_params(G, seeds, psi)),
                                            strict=True)]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     blocks = G.config["blocks"]
     fig, axes = plt.subplots(1, len(per_block), figsize=(3.2 * len(per_block), 2.8), dpi=120, squeeze=False)
@@ -173,10 +169,6 @@ def _frequency_histogram(G: InrGanGenerator, seeds: list[int], psi: float, out: 
         ax.set_xlabel("frequency |w| (rad / unit)")
         ax.set_ylabel("count" if k == 0 else "")
     fig.suptitle(f"Fourier feature frequencies over {len(seeds)} seeds")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    artifacts.atomic_write_bytes(out, buf.getvalue())
+    save_figure(out, fig)
     print0(f"frequency histogram of {len(per_block)} blocks over {len(seeds)} seeds -> {out}")
     return out

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from inrkit.core import artifacts
-from inrkit.core.checks import require_at_least, require_suffix
+from inrkit.core.checks import require_at_least, require_writable
 from inrkit.core.errors import InrkitError
+from inrkit.core.pictures import pyplot, save_figure
 from inrkit.core.runtime import pick_device, print0
 from inrkit.models import functa_family, registry
 from inrkit.models.classifier_family import KIND
@@ -65,13 +66,8 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, classes: i
 
 
 def _confusion_png(path: Path, matrix: np.ndarray, names: list[str], top1: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(matrix)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * n, 1.2 + 0.45 * n), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(1.5 + 0.45 * n, 1.2 + 0.45 * n), dpi=120)
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > matrix.max() / 2 else "k")
@@ -81,18 +77,14 @@ def _confusion_png(path: Path, matrix: np.ndarray, names: list[str], top1: float
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"top-1 {top1:.3f}")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    artifacts.atomic_write_bytes(path, buf.getvalue())
+    save_figure(path, fig)
 
 
 def classify(classifier: Path, data: str, *, out: Path = Path("out/predictions.json"), split: str = "train",
              count: int | None = None, resolution: int | None = None, steps: int = 3, batch: int = 64,
              labels: bool = True, device: str = "auto", progress: bool = True) -> dict:
     """Predict every item of `data` (images or a functaset); write predictions and the confusion matrix."""
-    out = require_suffix(out, ".json", ".csv")
+    out = require_writable(out, ".json", ".csv")
     require_at_least(0, steps=steps)
     require_at_least(1, batch=batch)
     clf = registry.load(classifier, KIND, pick_device(device))

@@ -5,8 +5,8 @@ App. B.1 writes it: torch's `label_smoothing`), AdamW with decoupled weight deca
 warm-up then cosine decay of the learning rate (the paper leaves the schedule open; this is the common ViT one),
 and an EMA of the weights (App. B.1: decay 0.9999) that is evaluated and saved. The EMA's decay is warmed up as
 min(decay, (1 + t) / (10 + t)) at step t (TensorFlow's ExponentialMovingAverage with num_updates): without it, a
-run much shorter than 1 / (1 - decay) steps would evaluate weights still dominated by the initialisation. Gradients are averaged over ranks
-by one all_reduce, like the other objectives.
+run much shorter than 1 / (1 - decay) steps would evaluate weights still dominated by the initialisation.
+Gradients are averaged over ranks by one all_reduce, like the other objectives.
 """
 
 from __future__ import annotations
