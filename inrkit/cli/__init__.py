@@ -63,8 +63,8 @@ _mount_training()
 
 @app.command()
 def render(
-    artifact: Path = typer.Argument(..., help="A field (from fit), functaset (from meta or encode) or "
-                                "generator (from train-gan) artifact."),
+    artifact: Path = typer.Argument(..., help="A field (from fit), functaset (from meta or encode), "
+                                "generator (from train-gan) or diffusion (from train-diffusion) artifact."),
     out: Path = typer.Option(Path("out/render.png"), help="Output .png (video: .gif or a folder of frames)."),
     size: str | None = typer.Option(None, help="Output size N or HxW (any resolution)."),
     scale: float | None = typer.Option(None, help="Grid density relative to training: 2 = superresolution."),
@@ -79,10 +79,20 @@ def render(
     seeds: str | None = typer.Option(None, help="Generator: samples to draw, e.g. 0-15 (default) or 3,7,10-12."),
     psi: float | None = typer.Option(None, help="Generator: truncation psi (App. B.3; default 1, none)."),
     interpolate: str | None = typer.Option(None, help="Generator: two seeds A,B; draw a row from A to B."),
-    steps: int | None = typer.Option(None, help="Generator: images in the --interpolate row (default 8)."),
+    steps: int | None = typer.Option(None, help="Generator: images in the --interpolate row (default 8); "
+                                     "diffusion: DDIM steps (default 50)."),
     space: str | None = typer.Option(None, help="Generator: interpolate inr parameters (default) or pixels."),
     frequencies: bool = typer.Option(False, "--frequencies",
                                      help="Generator: write the per-block Fourier frequency histogram instead."),
+    label: int | None = typer.Option(None, "--class", "--label", help="Diffusion: the class to sample "
+                                     "(conditional models; default: seed k gets class k mod classes)."),
+    cfg: float | None = typer.Option(None, help="Diffusion: classifier-free guidance scale (0: unconditional, "
+                                     "1: conditional; the paper: 4-5)."),
+    sampler: str | None = typer.Option(None, help="Diffusion: ddpm (default, all 1000 steps) | ddim (--steps, "
+                                       "default 50)."),
+    eta: float | None = typer.Option(None, help="Diffusion: DDIM eta (default 0, deterministic)."),
+    save_latents: Path | None = typer.Option(None, help="Diffusion: also write the sampled latents as a "
+                                             "functaset (.safetensors)."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     compile: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),
 ) -> None:
@@ -96,7 +106,8 @@ def render(
         grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device,
         index=parse_index(index) if index else None, model=model, perturb=perturb,
         seeds=_seeds(seeds, "--seeds"), psi=psi, interpolate=_seeds(interpolate, "--interpolate"), steps=steps,
-        space=space, frequencies=frequencies, precision=precision, compile=compile)
+        space=space, frequencies=frequencies, label=label, cfg=cfg, sampler=sampler, eta=eta,
+        save_latents=save_latents, precision=precision, compile=compile)
 
 
 def _seeds(text: str | None, option: str) -> list[int] | None:
@@ -241,10 +252,27 @@ _mount_subcommands()
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 1 (--debug shows the traceback)."""
+    """Entry point: user errors become one line on stderr and exit code 1, a command line click cannot parse one
+    line and exit code 2, Ctrl-C outside a training loop 'interrupted' and 130 (--debug shows the traceback)."""
     try:
         with user_errors():
-            app()
-    except KeyboardInterrupt:
+            code = app(standalone_mode=False)  # click's usage errors come here instead of its 4-line usage box
+    except (typer.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         print("inrkit: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:
+        if not _usage_error(err):
+            raise
+        if type(err).__name__ == "NoArgsIsHelpError":  # `inrkit` or `inrkit data` alone: the help is the answer
+            print(err.format_message())
+            sys.exit(err.exit_code)
+        where = f"; see {err.ctx.command_path} --help" if getattr(err, "ctx", None) is not None else ""
+        print(f"inrkit: error: {' '.join(err.format_message().split()).rstrip('.')}{where}.", file=sys.stderr)
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(err: Exception) -> bool:
+    """click's UsageError (a missing argument, an unknown option, 'abc' for a number). Found by name: recent
+    typers carry their own copy of click, whose classes are not click's."""
+    return any(c.__name__ == "UsageError" for c in type(err).__mro__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from inrkit.cli.declare import command
-from inrkit.stages.configs import ClassifierConfig, FitConfig, MetaConfig, TrainGanConfig
+from inrkit.stages.configs import ClassifierConfig, DiffusionConfig, FitConfig, MetaConfig, TrainGanConfig
 
 FIT_DOC = """Fit one signal. Example: inrkit fit builtin:camera --arch loe --size 256 --out out/camera.safetensors"""
 META_DOC = """Meta-learn (spatial) functa and encode functasets. Example: inrkit meta --data builtin:photos
@@ -52,6 +52,18 @@ def run_train_classifier(kw: dict) -> None:
     train_classifier(**kw)
 
 
+TRAIN_DIFFUSION_DOC = """Train a diffusion model on a functaset (spatial functa App. C). Example: inrkit
+    train-diffusion --data out/sf/functaset-train.safetensors --channels 64 --channel-mult 1,2 --batch 64
+    --steps 5000 --out out/diffusion.safetensors; then inrkit render out/diffusion.safetensors --seeds 0-63 --cfg 4
+    --sampler ddim --steps 50 (paper settings: --config recipes/diffusion-cifar10.json; rerun to resume)"""
+
+
+def run_train_diffusion(kw: dict) -> None:
+    from inrkit.stages.train_diffusion import train_diffusion
+
+    train_diffusion(**kw)
+
+
 def register(app: typer.Typer) -> None:
     """Add the training commands to `app`."""
     app.command("fit")(command(FitConfig, run_fit, doc=FIT_DOC, arguments=("signal",)))
@@ -59,3 +71,5 @@ def register(app: typer.Typer) -> None:
                                 flags=dict(first_order="--first-order/--second-order")))
     app.command("train-gan")(command(TrainGanConfig, run_train_gan, doc=TRAIN_GAN_DOC))
     app.command("train-classifier")(command(ClassifierConfig, run_train_classifier, doc=TRAIN_CLASSIFIER_DOC))
+    app.command("train-diffusion")(command(DiffusionConfig, run_train_diffusion, doc=TRAIN_DIFFUSION_DOC,
+                                           flags=dict(cond="--cond/--no-cond")))

@@ -32,6 +32,7 @@ from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.fields import family as fields
 from inrkit.models import classifier_family as classifier
+from inrkit.models import diffusion_family as diffusion
 from inrkit.models import functa_family as functa
 from inrkit.models import inrgan_family as inrgan
 from inrkit.models.inrgan import InrGanGenerator
@@ -62,6 +63,9 @@ FAMILIES = (
            render=inrgan.render, render_kinds=(inrgan.KIND,), render_options=inrgan.RENDER_OPTIONS,
            sampler=inrgan.sampler, types=(InrGanGenerator,)),
     Family("classifier", kinds=(classifier.KIND,), build=classifier.build),
+    Family("diffusion", kinds=(diffusion.KIND,), build=diffusion.build, render_codes=diffusion.render_codes,
+           render=diffusion.render, render_kinds=(diffusion.KIND,), render_options=diffusion.RENDER_OPTIONS,
+           sampler=diffusion.sampler),
 )
 
 

@@ -180,3 +180,50 @@ class ClassifierConfig:
     seed: int = option(0, "Initialisation, dropout and data order.", resume=True)
     device: str = option("auto", DEVICE_HELP)
     progress: bool = option(True, "Show a progress bar.", cli=False)
+
+
+@dataclass
+class DiffusionConfig:
+    """`inrkit train-diffusion`: DDPM over a functaset's latents (spatial functa App. C "Generation", Table 6 row 5
+    scaled down by default: conditional 8x8x16; the recipes hold the paper's rows)."""
+
+    data: str = option(help="Training functaset (from meta or encode); labelled for a conditional model.",
+                       resume=True)
+    out: Path = option(Path("out/diffusion.safetensors"), "Diffusion artifact (EMA weights); run folder beside it.")
+    cond: bool | None = option(None, "Class-conditional with classifier-free guidance (default: when the "
+                               "functaset has labels).", resume=True)
+    arch: str = option("unet", "unet (ADM, spatial functa) | mlp (residual MLP, flat functa, App. B.1).",
+                       resume=True)
+    channels: int = option(64, "UNet model channels.", resume=True)  # Tab. 6: 320
+    res_blocks: int = option(2, "UNet residual blocks per level.", resume=True)  # Tab. 6: 1-3
+    channel_mult: str = option("1,2", "UNet channel multipliers per level, e.g. 1,2,2.", resume=True,
+                               metavar="M,M,...")  # Tab. 6
+    attention: str = option("4", "Feature-map sides with self-attention, e.g. 8,4 (empty: none).", resume=True,
+                            metavar="S,S,...")  # Tab. 6 "attention res"
+    heads: int = option(4, "Attention heads.", resume=True)
+    dropout: float = option(0.0, "Dropout in the residual blocks.", resume=True)  # Tab. 6: 0-0.4
+    mlp_width: int = option(512, "Residual-MLP width (--arch mlp).", resume=True)  # App. B.1: 512-4096
+    mlp_blocks: int = option(2, "Residual-MLP blocks (--arch mlp).", resume=True)  # App. B.1: 2 or 4
+    schedule: str = option("cosine", "Noise schedule: cosine | linear (T = 1000).", resume=True)  # App. C
+    prediction: str = option("eps", "What the network predicts: eps (the paper's) | x0.", resume=True)
+    timestep_ratio: float = option(3.0, "p(t=0) / p(t=T) of the linearly decreasing timestep distribution "
+                                   "(1: uniform).", resume=True)  # App. C.4.3, Fig. 10: >= 3 is best
+    normalisation: str = option("vector", "Latent statistics: vector (per feature) | scalar | array.",
+                                resume=True)  # App. C.4.1
+    gamma: float = option(2.0, "Normalisation scale factor gamma in (z - mu) / (gamma sigma).",
+                          resume=True)  # Tab. 6: 2 (CIFAR-10); App. C.3: 2.5 (ImageNet)
+    label_dropout: float = option(0.2, "Proportion of dummy labels (classifier-free guidance).",
+                                  resume=True)  # App. C.1: 0.2
+    lr: float = option(1e-4, "Adam learning rate.", resume=True)  # App. C.1: 1e-4, default Adam
+    batch: int = option(256, "Latents per step over all processes.", resume=True)  # App. C.1: 256
+    steps: int = option(500_000, "Steps in all; rerun with more to extend.")  # App. C.1: 500k (C.3: 1.5M)
+    ema_decay: float = option(0.9999, "EMA decay per step of the saved weights.", resume=True)
+    seconds: float | None = option(None, "Stop this run after this much wall time (with a snapshot); rerun to "
+                                   "continue.")
+    tick: int = option(100, "Steps per tick (status line, stats record).")
+    snapshot: int = option(1000, "Steps between snapshots (artifact, sample grid, training state).")
+    samples: int = option(16, "Samples in each snapshot's grid (DDIM, --sample-steps).")
+    sample_steps: int = option(50, "DDIM steps for the snapshot grids.")
+    seed: int = option(0, "Initialisation, noise, timesteps and data order.", resume=True)
+    device: str = option("auto", DEVICE_HELP)
+    progress: bool = option(True, "Show a progress bar.", cli=False)

@@ -11,7 +11,7 @@ import inspect
 from pathlib import Path
 
 from inrkit.core import artifacts
-from inrkit.core.checks import flag
+from inrkit.core.checks import flag, require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import pick_device
@@ -36,13 +36,20 @@ def render(
     steps: int | None = None,          # generator: images in the interpolation row (default 8)
     space: str | None = None,          # generator: interpolate "inr" parameters (default) or "pixel"s
     frequencies: bool = False,         # generator: write the Fourier frequency histogram (Fig. 16)
+    label: int | None = None,          # diffusion: the class to sample (conditional models)
+    cfg: float | None = None,          # diffusion: classifier-free guidance scale
+    sampler: str | None = None,        # diffusion: ddpm (default, all T steps) | ddim
+    eta: float | None = None,          # diffusion: DDIM eta (default 0)
+    save_latents: Path | None = None,  # diffusion: also write the sampled latents as a functaset
     precision: str = "auto",           # auto | fp32 | bf16 | tf32 (inrkit.core.precision)
     compile: bool = False,             # torch.compile the model's forward
 ) -> Path:
     """Draw any INR artifact through its family's renderer; return the path written."""
     options = dict(index=index, model=model, perturb=perturb, seeds=seeds, psi=psi, interpolate=interpolate,
-                   steps=steps, space=space, frequencies=frequencies or None)
+                   steps=steps, space=space, frequencies=frequencies or None, label=label, cfg=cfg, sampler=sampler,
+                   eta=eta, save_latents=save_latents)
     options = {k: v for k, v in options.items() if v is not None}  # not given: the family's default
+    require_writable(out, folder=not Path(out).suffix)  # a video's frames go to a folder
     kind = artifacts.kind_of(artifact)
     family = _renderer(kind, artifact, options)
     art = artifacts.read(artifact, kind)
@@ -57,8 +64,9 @@ def render(
 
 def _renderer(kind: str, artifact: Path, options: dict) -> registry.Family:
     """The family that draws `kind`, after refusing options that belong to another family."""
+    own = {k for f in registry.FAMILIES if kind in f.render_kinds for k in f.render_options}
     for family in registry.FAMILIES:
-        names = [flag(k) for k in family.render_options if k in options]
+        names = [flag(k) for k in family.render_options if k in options and k not in own]
         if names and kind not in family.render_kinds:
             owners = " and ".join(f"{k}s" for k in family.render_kinds)
             raise InrkitError(f"{', '.join(names)} apply to {owners}, not to a {kind} artifact.")
