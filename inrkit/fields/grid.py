@@ -30,6 +30,7 @@ def make_grid(shape: tuple[int, ...], ranges: list[Range] | None = None) -> torc
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).float()
 
 
+@torch.compiler.disable  # a compiled caller takes the cached grid as an input instead of tracing its making
 def grid_on(shape: tuple[int, ...], ranges: list[Range] | None, device, dtype=torch.float32) -> torch.Tensor:
     """make_grid on a device, built once per (shape, ranges, device, dtype) while it is in use: a fit evaluates
     the same grid every step, and building it again would copy it from the host each time (on CUDA, a copy

@@ -428,6 +428,8 @@ def _relayout_dims(src: list[Bit], dst: list[Bit]) -> tuple[list[int], list[int]
 
 def leaky_relu_relayout(h: torch.Tensor, src: list[Bit], dst: list[Bit]) -> torch.Tensor:
     """leaky_relu(h) for grid rows in layout `src`, returned in layout `dst`, in one elementwise pass."""
+    if torch.compiler.is_compiling():  # plain ops, which torch.compile fuses into one pass by itself
+        return permute_grid_rows(F.leaky_relu(h, SLOPE), src, dst)
     sizes, perm = _relayout_dims(src, dst)
     return _LeakyReluRelayout.apply(h, sizes, perm)
 
