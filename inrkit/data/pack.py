@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from inrkit.core.checks import require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.progress import progress_bar
 from inrkit.data.dataset import ImageDataset, open_dataset
@@ -149,6 +150,7 @@ def pack_dataset(src: str, out: Path, resolution: int, channels: int = 3, *, lab
     Undecodable images are skipped and counted, like the ones the scan already rejected.
     """
     _check_options(shard_size, image_format, quality)
+    require_writable(out, folder=True)  # before the scan, which can take long
     dataset = open_dataset(src, resolution, channels, labels=labels, split=split, count=count, seed=seed)
     out = Path(out)
     _check_out(dataset, out)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from inrkit.core.checks import require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, to_uint8, zoom_factor
 from inrkit.data.dataset import open_dataset
@@ -72,6 +73,7 @@ def labelled_grid(tiles: list[Image.Image], captions: list[str] | None, columns:
 def show_dataset(spec: str, out: Path, *, num: int = 64, columns: int = 8, resolution: int = 64, channels: int = 3,
                  labels: bool = False, split: str = "train", count: int | None = None, seed: int = 0) -> ShowReport:
     """Write a grid of the first `num` images of `spec` to `out` (PNG) and report count, sizes and classes."""
+    require_writable(out, ".png")
     dataset = open_dataset(spec, resolution, channels, labels=labels, split=split, count=count, seed=seed)
     tiles, captions, sizes = [], [], Counter()
     for i in range(len(dataset)):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts, runtime
-from inrkit.core.checks import flag, require_suffix
+from inrkit.core.checks import flag, require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import compile_module, resolve_precision
 from inrkit.core.progress import progress_bar
@@ -181,7 +181,7 @@ def encode(
     compile: bool = False,             # torch.compile the model's forward (the inner loop is first order here)
 ) -> dict:
     """Encode `data` with `model` and write the functaset; return its summary metrics."""
-    out = require_suffix(out, ".safetensors")
+    out = require_writable(out, ".safetensors")
     if steps < 0 or batch < 1:
         raise InrkitError(f"--steps must be at least 0 and --batch at least 1, got {steps} and {batch}.")
     if bits is not None and bits not in BITS:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from inrkit.core import artifacts
+from inrkit.core.checks import require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import save_png, side_by_side
 from inrkit.core.precision import Precision, compile_module, resolve_precision
@@ -164,9 +165,8 @@ def reference_stats(ds, model, *, cache_dir: Path, batch: int, workers: int) -> 
                 extractor_sha1=EXTRACTOR_SHA1, format=STATS_FORMAT, mode="clean")
     try:
         artifacts.atomic_write_bytes(path, stats_to_bytes(stats, info))
-    except OSError as err:
-        raise InrkitError(f"cannot write FID statistics to {path} ({err.strerror}); "
-                          "pass a writable --cache-dir.") from None
+    except InrkitError as err:  # e.g. the disk filled up while the features were computed
+        raise InrkitError(f"{str(err).rstrip('.')}; pass a --cache-dir with room.") from None
     print0(f"cached reference statistics of {ds.spec} in {path}")
     return stats, path
 
@@ -182,6 +182,15 @@ def _native_side(spec: str, role: str) -> int:
 
 # ---------------------------------------------------------------------------------------------------------
 # The stage
+
+
+def _check_outputs(upsample, compare_out, stats, cache_dir) -> None:
+    """Before any work: every file FID writes can be written (the cache, --stats, --compare-out)."""
+    require_writable(default_cache_dir() if cache_dir is None else cache_dir, option="cache_dir", folder=True)
+    if stats is not None:
+        require_writable(stats, option="stats")
+    if upsample == "all":
+        require_writable(compare_out or COMPARE_PNG, ".png", option="compare_out")
 
 
 def _check_options(n, data_count, psi, seed, batch, workers, resolution, scale, upsample) -> None:
@@ -374,6 +383,7 @@ def fid(
     --upsample all the four values {nearest, bilinear, bicubic, inr}."""
     start = time.perf_counter()
     _check_options(n, data_count, psi, seed, batch, workers, resolution, scale, upsample)
+    _check_outputs(upsample, compare_out, stats, cache_dir)
     data = str(data)
     if data.endswith(".safetensors"):
         raise InrkitError(f"--data must be images (a folder, .zip, shards or builtin:NAME), not the artifact {data}.")

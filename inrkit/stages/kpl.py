@@ -18,7 +18,6 @@ keypoints (green) and the keypoints predicted from their latents (red), one row 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from inrkit.core import artifacts
-from inrkit.core.checks import require_at_least
+from inrkit.core.checks import require_at_least, require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import save_png
 from inrkit.core.progress import progress_bar
@@ -183,7 +182,7 @@ def kpl(
     """KPL(Z), KPL(W) and KPL(random) of a generator on real faces; prints a summary, writes JSON + PNG."""
     start = time.perf_counter()
     _check_options(n_train, n_test, projection_steps, seed, batch)
-    out = _writable(Path(out))  # before hours of projection
+    out = require_writable(out, ".json")  # before hours of projection
     extractor = extractor if extractor is not None else DlibKeypoints()  # a missing dlib fails here, first
     G, label = _generator(generator, pick_device(device))
     R, C = G.config["resolution"], G.config["out_channels"]
@@ -225,16 +224,6 @@ def _write(out: Path, result: dict, real: Keypoints, predicted: dict[str, np.nda
     picture = save_png(out.with_suffix(".png"), keypoints_picture(
         real.images, real.keypoints, {k: predicted[k] for k in ("z", "w", "random_w")}))
     _summary(result, out, picture)
-
-
-def _writable(out: Path) -> Path:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InrkitError(f"cannot create the folder of --out {out} ({err.strerror}).") from None
-    if not os.access(out.parent, os.W_OK):
-        raise InrkitError(f"cannot write into {out.parent}; pass a writable --out.")
-    return out
 
 
 def _summary(result: dict, out: Path, picture: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts
-from inrkit.core.checks import require_at_least, require_choice, require_suffix
+from inrkit.core.checks import require_at_least, require_choice, require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, save_png
 from inrkit.core.precision import compile_module, resolve_precision
@@ -77,7 +77,7 @@ def encode_generator(
     compile: bool = False,             # torch.compile the generator's render
 ) -> dict:
     """Project `images` into `generator`'s latent space, write the latents artifact and PNG; return metrics."""
-    out = require_suffix(out, ".safetensors")
+    out = require_writable(out, ".safetensors")
     require_choice("space", space, SPACES)
     require_at_least(0, seed=seed)
     dev = pick_device(device)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts, runtime
-from inrkit.core.checks import require_at_least, require_positive, require_suffix
+from inrkit.core.checks import require_at_least, require_positive, require_writable
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import plot_curve
@@ -83,7 +83,7 @@ def fit_classifier(cfg: ClassifierConfig, train, sha: str, classes: list[str], h
 
 
 def _check_options(cfg: ClassifierConfig) -> None:
-    require_suffix(cfg.out, ".safetensors")
+    require_writable(cfg.out, ".safetensors")
     require_at_least(1, batch=cfg.batch, steps=cfg.steps, tick=cfg.tick, snapshot=cfg.snapshot, warmup=cfg.warmup)
     require_positive(lr=cfg.lr, seconds=cfg.seconds)
     require_at_least(0, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
