@@ -80,8 +80,9 @@ def test_ddim_eta0_deterministic_and_batch_independent():
     for eta in (0.0, 1.0):
         every = draw([0, 1, 2, 3, 4], eta)
         assert torch.equal(every, draw([0, 1, 2, 3, 4], eta))
-        assert torch.allclose(draw([3], eta), every[3:4], atol=1e-5)
-        assert torch.allclose(draw([2, 4], eta), every[[2, 4]], atol=1e-5)
+        # random weights make large x0: agreement up to float rounding, relative
+        assert torch.allclose(draw([3], eta), every[3:4], rtol=1e-4, atol=1e-4)
+        assert torch.allclose(draw([2, 4], eta), every[[2, 4]], rtol=1e-4, atol=1e-4)
     assert not torch.allclose(draw([0], 0.0), draw([0], 1.0), atol=1e-3)
     assert not torch.allclose(draw([0], 0.0), draw([0], 0.0, seed=8), atol=1e-3)
 

@@ -7,7 +7,8 @@ holds the denoiser config, the diffusion settings (schedule, T, prediction, time
 normalisation (kind, gamma), the functa model's config, the sha256 of the model file the training functaset named
 (`functa_sha256`) and of the embedded tensors (`functa_tensors_sha256`: a changed model is refused), and the class
 names. Sample k draws its noise from default_rng([seed, k]) and, for FID of a conditional model, the label k mod
-classes, so a sample never depends on its batch. Registered in inrkit.models.registry.FAMILIES.
+classes, so a sample does not depend on its batch (up to float
+rounding of the batched convolutions). Registered in inrkit.models.registry.FAMILIES.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from inrkit.models import functa_family
 from inrkit.models.functa import SpatialFuncta, build_functa
 from inrkit.models.sampling import Sampler, quantize
 from inrkit.models.unet import build_denoiser
+from inrkit.models.validate import check_diffusion_artifact
 
 KIND = "diffusion"
 DENOISER_PREFIX = "denoiser."
@@ -64,6 +66,7 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
     for key in ("denoiser", "diffusion", "normalisation", "functa", "functa_sha256", "functa_tensors_sha256"):
         if key not in art.config:
             raise InrkitError(f"{path} has no {key} config in its metadata; the file is damaged or foreign.")
+    check_diffusion_artifact(art.config, art.tensors, path)  # before allocating
     functa_part = _part(art, FUNCTA_PREFIX)
     if not functa_part.tensors:
         raise InrkitError(f"{path} does not hold the functa model its latents decode with; retrain it.")

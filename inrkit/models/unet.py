@@ -38,7 +38,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 def _groups(ch: int) -> int:
-    return math.gcd(32, ch)
+    """GroupNorm groups: ADM's 32, or the most that divide ch with at least 2 channels each."""
+    return max(g for g in range(1, 33) if ch % g == 0 and ch // g >= 2) if ch > 1 else 1
 
 
 def _zero(module: nn.Module) -> nn.Module:
