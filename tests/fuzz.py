@@ -111,8 +111,22 @@ def _classifier(folder: Path) -> artifacts.Artifact:
     return classifier_artifact(net, functa, "0" * 64, classes=["a", "b", "c"], parents={}, options={}, metrics={})
 
 
+def _diffusion(folder: Path) -> artifacts.Artifact:
+    from inrkit.models import diffusion as D
+    from inrkit.models.diffusion_family import diffusion_artifact
+    from inrkit.models.unet import build_denoiser, unet_config
+
+    torch.manual_seed(0)
+    net = build_denoiser(unet_config(latent=[2, 2, 3], arch="mlp", mlp_width=8, mlp_blocks=1))
+    denoiser = D.Denoiser(net, D.alpha_bar_schedule("cosine", 10), probs=D.timestep_probabilities(10))
+    settings = dict(schedule="cosine", steps=10, prediction="eps", ratio=1.0, label_dropout=0.0)
+    return diffusion_artifact(denoiser, D.Normaliser.fit(torch.randn(8, 2, 2, 3)), "vector", settings,
+                              functa_model(), "0" * 64, classes=[], parents={}, options={}, metrics={})
+
+
 MAKERS = {"field": _field, "functa-model": _functa, "functaset": _functaset, "generator": _generator,
-          "latents": _latents, "train-state": _train_state, "classifier": _classifier}
+          "latents": _latents, "train-state": _train_state, "classifier": _classifier,
+          "diffusion": _diffusion}
 
 
 def all_kinds() -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.models.classifier import FunctaClassifier
 from inrkit.models.functa import SpatialFuncta, build_functa
+from inrkit.models.validate import check_classifier_artifact
 
 KIND = "classifier"
 CLASSIFIER_PREFIX = "classifier."
@@ -43,6 +44,7 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
     for key in ("classifier", "functa", "functa_sha256"):
         if key not in art.config:
             raise InrkitError(f"{path} has no {key} config in its metadata; the file is damaged or foreign.")
+    check_classifier_artifact(art.config, art.tensors, path)  # before allocating
     net = artifacts.load_state(FunctaClassifier(art.config["classifier"]), _part(art, CLASSIFIER_PREFIX), path)
     functa = artifacts.load_state(build_functa(art.config["functa"]), _part(art, FUNCTA_PREFIX), path)
     return Classifier(net=net.to(device).eval(), functa=functa.to(device).eval(),

@@ -91,3 +91,76 @@ def check_generator_config(config, held: int, path: str | Path) -> dict:
     resolved = inrgan.generator_config(**config)  # the model's own consistency checks (InrkitError)
     _check_numel(path, "generator", inrgan.count_params(resolved)["total"] + resolved["hyper_hidden"], held)
     return config
+
+
+# ---- families whose networks have no closed-form count: the count of the module built on the meta device
+# (shapes only, no memory; the rules bound every loop its constructor runs).
+
+LATENT = Value(list, 3, 3, items=Value(int, 1, 2**12))
+CLASSIFIER = dict(arch=Value(str, choices=("transformer", "mlp")), latent=LATENT, classes=Value(int, 1, 2**20),
+                  width=WIDTH, ffw=Value(int, 1, 2**16), depth=Value(int, 1, 256), heads=Value(int, 1, 1024),
+                  dropout=Value(float, 0, 1), input_scale=Value(float, -1e6, 1e6), positional=Value(bool))
+DENOISER = dict(latent=LATENT, classes=Value(int, 0, 2**20), arch=Value(str, choices=("unet", "mlp")),
+                channels=Value(int, 1, 2**12), res_blocks=Value(int, 0, 64),
+                channel_mult=Value(list, 1, 8, items=Value(int, 1, 64)),
+                attention=Value(list, 0, 16, items=Value(int, 1, 2**12)), heads=Value(int, 1, 1024),
+                dropout=Value(float, 0, 1), mlp_width=WIDTH, mlp_blocks=Value(int, 0, 1024))
+DIFFUSION = dict(schedule=Value(str, choices=("linear", "cosine")), steps=Value(int, 1, 10**4),
+                 prediction=Value(str, choices=("eps", "x0")), ratio=Value(float, 1e-6, 1e6),
+                 label_dropout=Value(float, 0, 1))
+
+
+def meta_numel(build, path: str | Path, name: str) -> int:
+    """Elements of the state dict of the module `build()` makes, built on the meta device: shapes, no memory.
+    A config the constructor refuses (whatever it raises: nothing was allocated) is one sentence."""
+    try:
+        with torch.device("meta"):
+            module = build()
+    except InrkitError:
+        raise
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, IndexError, KeyError) as err:
+        raise InrkitError(f"{path} has a {name} config that builds no model ({str(err)[:60]}); the file is damaged "
+                          "or foreign.") from None
+    return sum(t.numel() for t in module.state_dict().values())
+
+
+def _held(tensors: dict[str, torch.Tensor], prefix: str) -> int:
+    return sum(t.numel() for k, t in tensors.items() if k.startswith(prefix))
+
+
+def check_classifier_artifact(config: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """A classifier artifact: its network's config (classifier_config's keys) and the functa model it embeds,
+    each of exactly the size stored under its prefix (`classifier.`, `functa.`)."""
+    from inrkit.models.classifier import FunctaClassifier, classifier_config
+
+    net = check_config(config.get("classifier"), CLASSIFIER, path, "classifier config")
+    classifier_config(**net)  # the model's own consistency checks (InrkitError)
+    if check_functa_config(config.get("functa"), _held(tensors, "functa."), path)["latent"] != net["latent"]:
+        _refuse(path, "a classifier for latents of another shape than its functa model's")
+    check_config({k: config.get(k) for k in ("functa_sha256", "classes")},
+                 dict(functa_sha256=Value(str), classes=Value(list, 0, 2**20, items=Value(str), optional=True)), path)
+    _check_numel(path, "classifier", meta_numel(lambda: FunctaClassifier(net), path, "classifier"),
+                 _held(tensors, "classifier."))
+
+
+def check_diffusion_artifact(config: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """A diffusion artifact: the denoiser's config (unet_config's keys, its size as stored under `denoiser.`), the
+    schedule, the normalisation (mu and sigma (1,), (c,) or (s, s, c)) and the embedded functa model."""
+    from inrkit.models.unet import build_denoiser
+
+    net = check_config(config.get("denoiser"), DENOISER, path, "denoiser config")
+    check_config(config.get("diffusion"), DIFFUSION, path, "diffusion config", extra=True)
+    check_config(config.get("normalisation"), dict(kind=Value(str), gamma=Value(float, 1e-12, 1e12)), path,
+                 "normalisation config", extra=True)
+    if check_functa_config(config.get("functa"), _held(tensors, "functa."), path)["latent"] != net["latent"]:
+        _refuse(path, "a denoiser for latents of another shape than its functa model's")
+    check_config({k: config.get(k) for k in ("functa_sha256", "functa_tensors_sha256", "classes")},
+                 dict(functa_sha256=Value(str), functa_tensors_sha256=Value(str),
+                      classes=Value(list, 0, 2**20, items=Value(str), optional=True)), path)
+    s, _, c = net["latent"]
+    for name in ("norm.mu", "norm.sigma"):
+        t = tensors.get(name)
+        if t is None or not t.is_floating_point() or tuple(t.shape) not in ((1,), (c,), (s, s, c)):
+            _refuse(path, f"no {name} of shape (1,), ({c},) or ({s}, {s}, {c}) in floats")
+    _check_numel(path, "denoiser", meta_numel(lambda: build_denoiser(net), path, "denoiser"),
+                 _held(tensors, "denoiser."))
