@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 INRKIT := $(VENV)/bin/inrkit
 OUT    ?= out/demo
 
-.PHONY: help demo test test-slow lint bench clean venv inrgan functa functa-classify
+.PHONY: help demo test test-slow lint bench clean venv inrgan functa functa-classify functa-diffusion
 
 venv: $(VENV)/.installed ## create the virtual environment (.venv)
 
@@ -53,7 +53,9 @@ RECIPE      ?= tiny
 OUT_INRGAN  ?= out/inrgan
 OUT_FUNCTA  ?= out/functa
 OUT_CLF     ?= out/functa-classify
+OUT_DIF     ?= out/functa-diffusion
 CLF_RECIPE  ?= recipes/classifier-cifar10.json
+DIF_RECIPE  ?= recipes/diffusion-cifar10.json
 GAN_RECIPE  ?= recipes/inrgan-ffhq256.json
 META_RECIPE ?= recipes/spatial-functa-cifar10.json
 
@@ -70,6 +72,7 @@ need = $(or $($(1)),$(error RECIPE=paper needs $(1)=... ($(2)), e.g. $(3)))
 GAN_EXAMPLE  := make inrgan RECIPE=paper DATA=ffhq256/
 META_EXAMPLE := make functa RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
 CLF_EXAMPLE  := make functa-classify RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
+DIF_EXAMPLE  := make functa-diffusion RECIPE=paper DATA=cifar10/train
 
 ifeq ($(RECIPE),paper)
 GAN_DATA     = $(call need,DATA,the training images,$(GAN_EXAMPLE))
@@ -89,6 +92,11 @@ CLF_META     = --config $(META_RECIPE) --data '$(CLF_DATA)'$(if $(CLF_HELDOUT),)
 CLF_AUGMENT ?= --augment 50
 CLF_TRAIN    = --config $(CLF_RECIPE)
 CLF_DEPS     = $(CLF_RECIPE)
+DIF_DATA     = $(call need,DATA,the labelled training images,$(DIF_EXAMPLE))
+DIF_META     = --config $(META_RECIPE) --data '$(DIF_DATA)'
+DIF_TRAIN    = --config $(DIF_RECIPE)
+DIF_DEPS     = $(DIF_RECIPE)
+DIF_RENDER  ?= --seeds 0-63 --cfg 5
 GAN_DEPS     = $(GAN_RECIPE)
 META_DEPS    = $(META_RECIPE)
 else
@@ -120,6 +128,14 @@ CLF_TRAIN    = --width 32 --ffw 64 --depth 2 --heads 4 --dropout 0.1 --input-sca
                --batch 32 --steps $(CLF_STEPS) --tick 50 --snapshot 200 --ema-decay 0.99
 CLF_STEPS   ?= 200
 CLF_DEPS     =
+# Conditional diffusion on the digits' 4x4x8 functaset (the classifier pipeline's functa settings).
+DIF_DATA     = builtin:digits
+DIF_META     = $(subst $(CLF_DATA),$(DIF_DATA),$(CLF_META))
+DIF_TRAIN    = --channels 16 --channel-mult 1,2 --attention 2 --heads 2 --lr 1e-3 --batch 32 --steps $(DIF_STEPS) \
+               --tick 50 --snapshot 100 --ema-decay 0.99 --sample-steps 10
+DIF_STEPS   ?= 200
+DIF_DEPS     =
+DIF_RENDER  ?= --seeds 0-15 --cfg 2 --sampler ddim --steps 20
 endif
 
 # INR-GAN: train-gan -> render (samples, x2, zoom-out, low-res) -> fid -> kpl.
@@ -191,3 +207,29 @@ $(CLF): $(CLF_TRSET) $(CLF_HOSET) $(CLF_DEPS)
 
 $(OUT_CLF)/predictions.json: $(CLF)
 	$(INRKIT) classify $< --data '$(CLF_HELDOUT)' --out $@
+
+# Diffusion on functa latents: meta -> encode (the training images, labelled) -> train-diffusion -> render
+# (samples, x2, saved latents) -> fid.
+DIF_MODEL := $(OUT_DIF)/model.safetensors
+DIF_TRSET := $(OUT_DIF)/train.safetensors
+DIF       := $(OUT_DIF)/diffusion.safetensors
+
+functa-diffusion: $(OUT_DIF)/fid.jsonl ## diffusion: meta -> encode -> train-diffusion -> render (samples, x2) -> fid
+
+$(DIF_MODEL): | venv
+	$(INRKIT) meta $(DIF_META) --no-functasets --out $@ $(keep-failed)
+
+$(DIF_TRSET): $(DIF_MODEL)
+	$(INRKIT) encode $< --data '$(DIF_DATA)' --labels $(ENCODE_OPTS) --out $@
+
+$(DIF): $(DIF_TRSET) $(DIF_DEPS)
+	$(INRKIT) train-diffusion $(DIF_TRAIN) --data $(DIF_TRSET) --out $@ $(keep-failed)
+
+$(OUT_DIF)/samples.png: $(DIF)
+	$(INRKIT) render $< $(DIF_RENDER) --save-latents $(OUT_DIF)/samples.safetensors --out $@
+$(OUT_DIF)/samples_x2.png: $(DIF)
+	$(INRKIT) render $< $(DIF_RENDER) --scale 2 --out $@
+
+$(OUT_DIF)/fid.jsonl: $(DIF) | $(OUT_DIF)/samples.png $(OUT_DIF)/samples_x2.png
+	rm -f $@
+	$(INRKIT) fid $< --data '$(DIF_DATA)' $(FID_OPTS) --stats $@

@@ -19,7 +19,7 @@ from inrkit.cli.declare import command
 from inrkit.core import config
 from inrkit.core.checks import flag
 from inrkit.core.errors import InrkitError
-from inrkit.stages.configs import ClassifierConfig, FitConfig, MetaConfig, TrainGanConfig
+from inrkit.stages.configs import ClassifierConfig, DiffusionConfig, FitConfig, MetaConfig, TrainGanConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # The smallest train-gan that --dry-run sizes quickly (no data is read in a dry run).
@@ -307,7 +307,7 @@ def test_resolve_order_and_required():
 def test_shipped_recipes_load_with_every_variant():
     """Every recipe's usage names the command it is for, and it (and each variant) resolves for that command."""
     commands = {"fit": FitConfig, "meta": MetaConfig, "train-gan": TrainGanConfig,
-                "train-classifier": ClassifierConfig}
+                "train-classifier": ClassifierConfig, "train-diffusion": DiffusionConfig}
     paths = sorted((ROOT / "recipes").glob("*.json"))
     assert len(paths) >= 2
     for path in paths:

@@ -21,8 +21,11 @@ STAGES = {
                "inrkit kpl"],
     "functa": ["inrkit meta", "inrkit encode", "inrkit render", "--scale 2"],
     "functa-classify": ["inrkit meta", "--augment", "inrkit encode", "inrkit train-classifier", "inrkit classify"],
+    "functa-diffusion": ["inrkit meta", "inrkit encode", "inrkit train-diffusion", "--save-latents", "--scale 2",
+                         "inrkit fid"],
 }
-OUT_VAR = {"inrgan": "OUT_INRGAN", "functa": "OUT_FUNCTA", "functa-classify": "OUT_CLF"}
+OUT_VAR = {"inrgan": "OUT_INRGAN", "functa": "OUT_FUNCTA", "functa-classify": "OUT_CLF",
+           "functa-diffusion": "OUT_DIF"}
 
 
 def make(*args: str, check: bool = True) -> subprocess.CompletedProcess:
