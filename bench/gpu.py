@@ -12,8 +12,8 @@ Sections (each case is timed after a warm-up for --seconds, synchronising after 
               same shape (the PE MLP of LoE Table 1), side by side; the target is LoE within 1.15x of the MLP's time
   meta        spatial functa meta-learning steps/s (CIFAR-10 recipe: 8x8x16, 256 x 6, 3 second-order inner steps)
   training    training images/s of each trainer's step at the paper's batch size (train-gan 32 at 256^2, meta 128,
-              train-classifier 256; fit is one image a step); synthetic batches already on the device, so data
-              loading is not included (bench/data_loader.py measures it)
+              train-classifier and train-diffusion 256 latents; fit is one image a step); synthetic batches already
+              on the device, so data loading is not included (bench/data_loader.py measures it)
 A case that fails (out of memory, an unsupported op) records its error and the run goes on. It needs only torch
 and what `import inrkit.train` imports (numpy, pillow, rich, safetensors), from a plain checkout, offline.
 """
@@ -41,11 +41,14 @@ PEAKS_BF16 = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100
 FULL = dict(seconds=5.0, agreement_batch=8, gan_resolution=256, gan_blocks=None, z_dim=512, hyper_hidden=1024,
             d_channel_base=16384, gen_batch=32, gan_batch=32, fit_side=512, fit_width=64, fit_depth=10,
             meta=dict(latent=(8, 8, 16), resolution=32, width=256, depth=6, batch=128, inner_steps=3),
-            classifier=dict(latent=[8, 8, 16], classes=10, width=128, depth=12, heads=16, batch=256))
+            classifier=dict(latent=[8, 8, 16], classes=10, width=128, depth=12, heads=16, batch=256),
+            diffusion=dict(latent=[8, 8, 16], channels=320, res_blocks=3, channel_mult=[2, 2, 2], attention=[8],
+                           batch=256))  # recipes/diffusion-cifar10.json
 TINY = dict(seconds=0.3, agreement_batch=2, gan_resolution=32, gan_blocks=[[16, 1, 32], [32, 1, 32]], z_dim=32,
             hyper_hidden=64, d_channel_base=256, gen_batch=4, gan_batch=4, fit_side=64, fit_width=16, fit_depth=4,
             meta=dict(latent=(4, 4, 4), resolution=16, width=32, depth=3, batch=8, inner_steps=2),
-            classifier=dict(latent=[4, 4, 4], classes=10, width=32, depth=2, heads=4, batch=16))
+            classifier=dict(latent=[4, 4, 4], classes=10, width=32, depth=2, heads=4, batch=16),
+            diffusion=dict(latent=[4, 4, 4], channels=16, res_blocks=1, channel_mult=[1, 2], attention=[2], batch=8))
 
 
 def preflight() -> None:
@@ -141,6 +144,25 @@ def classifier(s: dict):
                                               depth=c["depth"], heads=c["heads"]))
 
 
+def unet(s: dict):
+    """The diffusion UNet with its zero-initialised layers (ADM's output convolutions) drawn small instead, so that
+    its forward is not 0 and the comparison sees the whole network."""
+    import torch
+
+    from inrkit.models.unet import build_denoiser, unet_config
+
+    d = s["diffusion"]
+    net = build_denoiser(unet_config(latent=d["latent"], classes=10, channels=d["channels"],
+                                     res_blocks=d["res_blocks"], channel_mult=d["channel_mult"],
+                                     attention=d["attention"]))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() > 1 and not p.any():
+                p.normal_(0.0, 0.02, generator=g)
+    return net
+
+
 def family_forwards(s: dict) -> dict:
     """name -> (build, inputs, forward(model, *inputs)): one fixed batch per model family, built when measured."""
     import torch
@@ -162,6 +184,9 @@ def family_forwards(s: dict) -> dict:
                                     lambda f, x: f(x)),
         "functa classifier": (lambda: classifier(s), (torch.randn(b, *s["classifier"]["latent"], generator=g),),
                               lambda f, z: f(z)),
+        "diffusion UNet": (lambda: unet(s), (torch.randn(b, *s["diffusion"]["latent"], generator=g),
+                                             torch.randint(1000, (b,), generator=g),
+                                             torch.randint(10, (b,), generator=g)), lambda f, x, t, y: f(x, t, y)),
     }
 
 
@@ -302,6 +327,38 @@ def classifier_objective(s: dict, device):
                                ema_decay=0.9999, snapshot_hook=lambda pos: None)
 
 
+def diffusion_objective(s: dict, device):
+    import torch
+
+    from inrkit.models import diffusion as D
+    from inrkit.models.unet import build_denoiser, unet_config
+    from inrkit.train.diffusion import DiffusionObjective
+
+    d = s["diffusion"]
+    net = build_denoiser(unet_config(latent=d["latent"], classes=10, channels=d["channels"],
+                                     res_blocks=d["res_blocks"], channel_mult=d["channel_mult"],
+                                     attention=d["attention"], dropout=0.1))
+    denoiser = D.Denoiser(net, D.alpha_bar_schedule("cosine"), classes=10, label_dropout=0.2,
+                          probs=D.timestep_probabilities(D.T_DEFAULT, 3.0)).to(device).train()
+    return DiffusionObjective(denoiser=denoiser, ema=copy.deepcopy(denoiser).eval().requires_grad_(False),
+                              optimizer=torch.optim.Adam(net.parameters(), lr=1e-4), ema_decay=0.9999,
+                              conditional=True, noise=torch.Generator(device=device).manual_seed(0),
+                              snapshot_hook=lambda pos: None)
+
+
+def autocast_steps(make: Callable, batch, images: int, device, s: dict, name: str) -> Callable[[], dict]:
+    """Images/s of an objective that has no precision of its own yet: its bf16 row autocasts the whole step."""
+    from inrkit.core.precision import resolve_precision
+
+    def measure() -> dict:
+        objective = make(s, device)
+        with resolve_precision(name, device).autocast():
+            per_step = timed(stepper(objective, batch, images), device, s["seconds"])
+        return dict(images_per_s=images / per_step)
+
+    return measure
+
+
 def training_speed(device, s: dict, fit_rows: list, meta_rows: list) -> list[dict]:
     """Images/s of each trainer's step at the paper's batch: train-gan and train-classifier timed here, meta and
     fit from their sections."""
@@ -309,23 +366,21 @@ def training_speed(device, s: dict, fit_rows: list, meta_rows: list) -> list[dic
 
     from inrkit.core.precision import resolve_precision
 
-    rows, r, c = [], s["gan_resolution"], s["classifier"]
+    rows, r, c, d = [], s["gan_resolution"], s["classifier"], s["diffusion"]
     reals = (torch.rand(s["gan_batch"], 3, r, r, device=device) * 2 - 1,)
-    latents = (torch.randn(c["batch"], *c["latent"], device=device), torch.randint(10, (c["batch"],), device=device))
+    codes = {k: (torch.randn(v["batch"], *v["latent"], device=device), torch.randint(10, (v["batch"],), device=device))
+             for k, v in (("classifier", c), ("diffusion", d))}
     for name in ("fp32", "bf16"):
         def gan(name=name):
             objective = gan_objective(s, resolve_precision(name, device), device)
             per_step = timed(stepper(objective, reals, s["gan_batch"]), device, s["seconds"])
             return dict(images_per_s=s["gan_batch"] / per_step)
 
-        def classify(name=name):  # its objective has no precision field yet: the bf16 row autocasts the step
-            objective = classifier_objective(s, device)
-            with resolve_precision(name, device).autocast():
-                per_step = timed(stepper(objective, latents, c["batch"]), device, s["seconds"])
-            return dict(images_per_s=c["batch"] / per_step)
-
         guarded(rows, dict(case=f"train-gan {r}x{r}", precision=name, batch=s["gan_batch"]), gan)
-        guarded(rows, dict(case="train-classifier", precision=name, batch=c["batch"]), classify)
+        guarded(rows, dict(case="train-classifier", precision=name, batch=c["batch"]),
+                autocast_steps(classifier_objective, codes["classifier"], c["batch"], device, s, name))
+        guarded(rows, dict(case="train-diffusion", precision=name, batch=d["batch"]),
+                autocast_steps(diffusion_objective, codes["diffusion"], d["batch"], device, s, name))
     for row in meta_rows:
         rows.append(dict(case="meta", precision=row["case"], batch=row["batch"], **(
             dict(images_per_s=row["images_per_s"]) if "images_per_s" in row else dict(error=row.get("error")))))
