@@ -266,3 +266,27 @@ def test_torchrun_two_processes_stay_in_sync(trained, tmp_path):
     digests = [(tmp_path / f"ddp.safetensors.rank{k}").read_text() for k in (0, 1)]
     assert digests[0] == digests[1]
     assert artifacts.read(out).metrics["step"] == 20
+
+
+def test_bf16_step_runs_the_transformer_in_bf16_and_keeps_fp32_weights():
+    from inrkit.core.precision import resolve_precision
+
+    def step(precision):
+        torch.manual_seed(0)
+        net = FunctaClassifier(classifier_config(latent=[4, 4, 8], classes=3, width=16, depth=2, heads=2,
+                                                 dropout=0.0))
+        seen = []
+        net.blocks[0].fc1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        opt = torch.optim.AdamW(net.decay_groups(0.1), lr=1e-3)
+        objective = ClassifierObjective(net=net, ema=FunctaClassifier(net.config).eval(), optimizer=opt,
+                                        scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0),
+                                        label_smoothing=0.1, ema_decay=0.9, snapshot_hook=lambda pos: None,
+                                        precision=resolve_precision(precision, "cpu"))
+        z, y = torch.randn(8, 4, 4, 8, generator=torch.Generator().manual_seed(1)), torch.arange(8) % 3
+        loss = objective.step((z, y), dict(step=0))["loss"]
+        return loss, seen, net
+    loss32, seen32, _ = step("fp32")
+    loss16, seen16, net16 = step("bf16")
+    assert seen32 == [torch.float32] and seen16 == [torch.bfloat16]
+    assert loss16.dtype == torch.float32 and all(p.dtype == torch.float32 for p in net16.parameters())
+    assert loss16 != loss32 and abs(loss16 - loss32) < 0.05 * loss32

@@ -179,6 +179,8 @@ class ClassifierConfig:
     snapshot: int = option(1000, "Steps between snapshots.")
     seed: int = option(0, "Initialisation, dropout and data order.", resume=True)
     device: str = option("auto", DEVICE_HELP)
+    precision: str = option("auto", PRECISION_HELP)  # not a resume mark: a run may go on elsewhere (core/precision)
+    compile: bool = option(False, COMPILE_HELP)
     progress: bool = option(True, "Show a progress bar.", cli=False)
 
 

@@ -19,6 +19,7 @@ from inrkit.core.checks import require_at_least, require_positive, require_writa
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import plot_curve
+from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models import functa_family
 from inrkit.models.classifier import FunctaClassifier, classifier_config
@@ -135,7 +136,8 @@ def _setup(cfg: ClassifierConfig, train, sha: str, classes: list, held, dev) -> 
             return dict(eval_top1=top1, eval_top5=top5)
     return ClassifierObjective(net=net, ema=ema, optimizer=optimizer, scheduler=scheduler,
                                label_smoothing=cfg.label_smoothing, ema_decay=cfg.ema_decay,
-                               snapshot_hook=snapshot, evaluate=evaluate)
+                               snapshot_hook=snapshot, evaluate=evaluate,
+                               precision=resolve_precision(cfg.precision, dev), compile=cfg.compile)
 
 
 def _batches(train, cfg: ClassifierConfig):

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from inrkit.core import runtime
+from inrkit.core.precision import FP32, Precision, compile_module
 
 
 def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
@@ -66,9 +67,14 @@ class ClassifierObjective:
     ema_decay: float
     snapshot_hook: Callable[[dict], None]           # the stage's: writes the classifier artifact (rank 0)
     evaluate: Callable[[torch.nn.Module], dict] | None = None  # held-out top-1/top-5 of the EMA at ticks
+    precision: Precision = FP32     # autocast of the forward (inrkit.core.precision); the loss reduces in fp32
+    compile: bool = False           # torch.compile the classifier's forward
     name: str = "train-classifier"
     losses: tuple[str, ...] = ("loss", "top1", "lr")
     generators: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        compile_module(self.net, next(self.net.parameters()).device, self.compile)
 
     @property
     def modules(self) -> dict:
@@ -85,8 +91,9 @@ class ClassifierObjective:
     def step(self, batch, pos: dict) -> dict[str, torch.Tensor]:
         device = next(self.net.parameters()).device
         latents, labels = (t.to(device, non_blocking=True) for t in batch)
-        lr = torch.tensor(self.optimizer.param_groups[0]["lr"])
-        logits = self.net(latents)
+        lr = torch.full((), self.optimizer.param_groups[0]["lr"], device=device)  # no host sync
+        with self.precision.autocast():
+            logits = self.net(latents)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
