@@ -135,6 +135,35 @@ def test_residual_mlp_and_unet_shapes():
     assert net(torch.randn(2, 8, 8, 16), torch.tensor([0, 999]), torch.tensor([3, 10])).shape == (2, 8, 8, 16)
 
 
+def mixture_eps(alpha_bar, means, weights, std):
+    """The exact epsilon of a Gaussian mixture's forward marginals: eps = -sqrt(1 - abar) grad log p_t(x)."""
+    def eps_fn(x, t):
+        a = alpha_bar[t].to(x.dtype).reshape(-1, 1)
+        flat = x.reshape(len(x), -1)
+        var = a * std**2 + 1 - a                                                  # (B, 1)
+        diff = flat[:, None, :] - a.sqrt()[:, None] * means[None]                 # (B, K, d)
+        logits = weights.log()[None] - (diff**2).sum(-1) / (2 * var)              # (B, K)
+        score = -(logits.softmax(dim=1)[..., None] * diff).sum(1) / var           # (B, d)
+        return (-(1 - a).sqrt() * score).reshape(x.shape)
+    return eps_fn
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddpm", None), ("ddim", 50)])
+def test_samplers_draw_a_mixture_from_its_exact_epsilon(sampler, steps):
+    """DDPM (1000 steps) and DDIM (50, eta 0) given the exact epsilon of a 2-component mixture sample its weights,
+    means and spread: the samplers' maths, separated from any training."""
+    a = D.alpha_bar_schedule("cosine")
+    means, weights, std = torch.tensor([[1.5, 1.0], [-1.5, -0.5]]), torch.tensor([0.7, 0.3]), 0.25
+    noise = D.SampleNoise(0, list(range(1000)), (1, 1, 2))
+    x = D.SAMPLERS[sampler](mixture_eps(a, means, weights, std), noise.initial(), a, noise, steps=steps, eta=0.0)
+    x = x.reshape(-1, 2)
+    near = torch.cdist(x, means).argmin(dim=1)
+    assert (near == 0).float().mean().item() == pytest.approx(0.7, abs=0.05)
+    for k in range(2):
+        assert torch.allclose(x[near == k].mean(0), means[k], atol=0.06)
+        assert x[near == k].std(0).mean().item() == pytest.approx(std, rel=0.15)
+
+
 @pytest.mark.slow
 def test_gaussian_mixture_is_sampled():
     """A denoiser trained on a 2-component mixture in 1x1x2 latents samples its means and weights."""
@@ -156,3 +185,16 @@ def test_gaussian_mixture_is_sampled():
     assert (near == 0).float().mean().item() == pytest.approx(0.7, abs=0.05)
     for k in range(2):
         assert torch.allclose(x[near == k].mean(0), means[k], atol=0.2)
+
+
+def test_clip_bounds_the_implied_x0_and_leaves_small_ones():
+    a = D.alpha_bar_schedule("cosine")
+    den = D.Denoiser(Wrap(lambda x, t, y: torch.full_like(x, 0.3)), a, clip=2.0)
+    x, t = torch.randn(4, 1, 1, 3, dtype=torch.float64), torch.tensor([999, 990, 500, 5])  # float64: 1/sqrt(abar)
+    eps = den.guided(None, None)(x, t)                                                    # at t = 999 is 2e4
+    x0 = (x - (1 - D._at(a, t, x)).sqrt() * eps) / D._at(a, t, x).sqrt()
+    assert x0.abs().max().item() <= 2.0 + 1e-8
+    raw = (x - (1 - D._at(a, t, x)).sqrt() * 0.3) / D._at(a, t, x).sqrt()
+    small = raw.abs() < 2.0
+    assert bool(small.any()) and torch.allclose(eps[small], torch.full_like(eps[small], 0.3), atol=1e-5)
+    assert (raw.abs() > 2.0).any()  # t = 999 would have been far outside without the clip

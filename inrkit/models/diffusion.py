@@ -158,9 +158,10 @@ class Denoiser(torch.nn.Module):
     Labels use `classes` as the dummy (unconditional) label; `classes` 0 is an unconditional model."""
 
     def __init__(self, net: torch.nn.Module, alpha_bar: torch.Tensor, *, prediction: str = "eps", classes: int = 0,
-                 label_dropout: float = 0.2, probs: torch.Tensor | None = None):
+                 label_dropout: float = 0.2, probs: torch.Tensor | None = None, clip: float | None = None):
         super().__init__()
         self.net, self.prediction, self.classes, self.label_dropout = net, prediction, classes, label_dropout
+        self.clip = clip  # sampling: x0 predictions clamped to [-clip, clip] (ADM's clip_denoised; None: never)
         self.register_buffer("alpha_bar", alpha_bar.double(), persistent=False)
         self.register_buffer("probs", probs if probs is not None else timestep_probabilities(len(alpha_bar)),
                              persistent=False)
@@ -184,18 +185,31 @@ class Denoiser(torch.nn.Module):
         a = _at(self.alpha_bar, t, x)
         return (x - a.sqrt() * out) / (1 - a).sqrt()
 
+    def clipped(self, eps_fn: Callable) -> Callable:
+        """eps_fn with its implied x0 clamped to [-clip, clip] and eps recomputed from it. At large t, abar_t is
+        tiny (cosine: 2e-9 at t = T-1), so x0 = (x - sqrt(1 - abar) eps) / sqrt(abar) multiplies any error of a
+        learned eps by up to 2e4; the training latents' range bounds it (ADM clamps x0 to the pixel range)."""
+        if self.clip is None:
+            return eps_fn
+
+        def fn(x, t):
+            a = _at(self.alpha_bar, t, x)
+            x0 = _x0_from_eps(x, eps_fn(x, t), a).clamp(-self.clip, self.clip)
+            return (x - a.sqrt() * x0) / (1 - a).sqrt()
+        return fn
+
     def guided(self, labels: torch.Tensor | None, scale: float | None) -> Callable:
         """eps_fn for a sampler: unconditional (labels None), conditional (scale None), or classifier-free guided
-        eps_u + scale (eps_c - eps_u) (scale 0: unconditional, 1: conditional)."""
+        eps_u + scale (eps_c - eps_u) (scale 0: unconditional, 1: conditional); x0 clipped (`clipped`)."""
         if not self.classes or labels is None:
             null = torch.full((1,), self.classes, dtype=torch.int64) if self.classes else None
-            return lambda x, t: self.eps(x, t, None if null is None else null.to(x.device).expand(len(x)))
+            return self.clipped(lambda x, t: self.eps(x, t, None if null is None else null.to(x.device).expand(len(x))))
         if scale is None or scale == 1.0:
-            return lambda x, t: self.eps(x, t, labels.to(x.device))
+            return self.clipped(lambda x, t: self.eps(x, t, labels.to(x.device)))
 
         def eps_fn(x, t):
             both = self.eps(torch.cat([x, x]), torch.cat([t, t]),
                             torch.cat([labels.to(x.device), torch.full_like(labels.to(x.device), self.classes)]))
             cond, uncond = both.chunk(2)
             return uncond + scale * (cond - uncond)
-        return eps_fn
+        return self.clipped(eps_fn)

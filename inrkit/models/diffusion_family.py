@@ -3,7 +3,8 @@ DDPM or DDIM (classifier-free guided when conditional) and decoded through that 
 
 A diffusion artifact holds the denoiser's (EMA) weights under `denoiser.`, the latent normalisation statistics
 (`norm.mu`, `norm.sigma`), and, embedded under `functa.`, the functa model its latents decode with; its config
-holds the denoiser config, the diffusion settings (schedule, T, prediction, timestep ratio, label dropout), the
+holds the denoiser config, the diffusion settings (schedule, T, prediction, timestep ratio, label dropout, and
+the x0 clip of sampling: the largest |z~| of the training set), the
 normalisation (kind, gamma), the functa model's config, the sha256 of the model file the training functaset named
 (`functa_sha256`) and of the embedded tensors (`functa_tensors_sha256`: a changed model is refused), and the class
 names. Sample k draws its noise from default_rng([seed, k]) and, for FID of a conditional model, the label k mod
@@ -77,8 +78,8 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
     net = artifacts.load_state(build_denoiser(cfg), _part(art, DENOISER_PREFIX), path)
     alpha_bar = D.alpha_bar_schedule(dif["schedule"], dif["steps"])
     denoiser = D.Denoiser(net, alpha_bar, prediction=dif["prediction"], classes=cfg["classes"],
-                          label_dropout=dif["label_dropout"], probs=D.timestep_probabilities(dif["steps"],
-                                                                                             dif["ratio"]))
+                          label_dropout=dif["label_dropout"], clip=dif.get("clip"),
+                          probs=D.timestep_probabilities(dif["steps"], dif["ratio"]))
     norm = D.Normaliser(art.tensors["norm.mu"].double(), art.tensors["norm.sigma"].double(),
                         float(art.config["normalisation"]["gamma"]))
     return DiffusionModel(denoiser=denoiser.to(device).eval(), normaliser=norm, functa=functa.to(device).eval(),

@@ -101,8 +101,9 @@ def _setup(cfg: DiffusionConfig, train, sha: str, classes: list, conditional: bo
     c), labels (N,)))."""
     n_classes = max(len(classes), int(train.labels.max()) + 1) if conditional else 0
     norm = D.Normaliser.fit(train.latents, cfg.normalisation, cfg.gamma)
+    latents = norm.normalise(train.latents.float())
     settings = dict(schedule=cfg.schedule, steps=D.T_DEFAULT, prediction=cfg.prediction, ratio=cfg.timestep_ratio,
-                    label_dropout=cfg.label_dropout)
+                    label_dropout=cfg.label_dropout, clip=float(latents.abs().max()))
     seed_all(cfg.seed)
     net = build_denoiser(_denoiser_config(cfg, list(train.latents.shape[1:]), n_classes))
     denoiser = D.Denoiser(net, D.alpha_bar_schedule(cfg.schedule), prediction=cfg.prediction, classes=n_classes,
@@ -124,7 +125,7 @@ def _setup(cfg: DiffusionConfig, train, sha: str, classes: list, conditional: bo
                                    ema_decay=cfg.ema_decay, conditional=conditional, noise=noise,
                                    snapshot_hook=snapshot)
     labels = train.labels if conditional else torch.zeros(len(train.latents), dtype=torch.int64)
-    return objective, (norm.normalise(train.latents.float()), labels)
+    return objective, (latents, labels)
 
 
 def _sample_grid(cfg: DiffusionConfig, model: family.DiffusionModel, step: int) -> Path:

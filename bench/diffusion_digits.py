@@ -1,0 +1,92 @@
+"""Measure a conditional diffusion model on a digits functaset (issue 11's CPU check): FID of N samples against the
+real digits per snapshot artifact, DDPM (1000 steps) vs DDIM (50) FID and seconds per sample, and class consistency
+(logistic regression on the real digits' pixels, the share of CFG samples it labels as the requested class) at
+guidance scales 0, 1, 2, 4. One JSON line per measurement on stdout.
+
+    OMP_NUM_THREADS=1 python bench/diffusion_digits.py out/diffbench/digits.safetensors --n 200 --ref-count 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from inrkit.core import artifacts
+from inrkit.data import open_dataset
+from inrkit.metrics.fid import feature_stats, fid_from_stats, load_inception
+from inrkit.models import diffusion_family as family
+from inrkit.models import registry
+from inrkit.stages.fid import default_cache_dir, reference_stats, sample_features
+
+
+def real_digits(resolution: int, count: int | None, split: str = "train"):
+    ds = open_dataset(f"builtin:digits?split={split}", resolution, channels=1, count=count)
+    pairs = [ds[i] for i in range(len(ds))]
+    return torch.stack([p[0] for p in pairs]), torch.tensor([int(p[1]) for p in pairs])
+
+
+def fid_of(model, sampling: dict, n: int, ref, inception) -> tuple[float, float]:
+    """(FID, seconds per sample) of n samples drawn with `sampling` (sampler, steps, eta, cfg)."""
+    model.sampling = sampling
+    start = time.perf_counter()
+    sampler = family.sampler(model, seed=0)
+    feats = sample_features(sampler, n, inception, resolution=sampler.resolution, batch=50)
+    seconds = time.perf_counter() - start
+    return fid_from_stats(feature_stats(feats), ref), seconds / n
+
+
+def class_consistency(model, clf, scales, per_class: int) -> dict:
+    """Share of samples the pixel classifier labels as requested, per guidance scale (DDIM 50)."""
+    n = model.denoiser.classes
+    ids = list(range(per_class * n))
+    labels = torch.tensor([k % n for k in ids])
+    out = {}
+    for scale in scales:
+        z = family.sample_latents(model, ids, 1, labels, float(scale), "ddim", 50)
+        r = model.functa.resolution
+        pixels = family.render_codes(model, z, (r, r)).clamp(0, 1).cpu().reshape(len(ids), -1).numpy()
+        out[str(scale)] = float((clf.predict(pixels * 2 - 1) == labels.numpy()).mean())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("artifacts", nargs="+", type=Path)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--ref-count", type=int, default=1000)
+    ap.add_argument("--per-class", type=int, default=20)
+    ap.add_argument("--ddpm", action="store_true", help="also FID and seconds per sample with DDPM 1000 steps")
+    args = ap.parse_args()
+    from sklearn.linear_model import LogisticRegression
+
+    torch.set_grad_enabled(False)
+    inception = load_inception("cpu")
+    ref_ds = open_dataset("builtin:digits", 32, channels=1, count=args.ref_count)
+    ref, _ = reference_stats(ref_ds, inception, cache_dir=default_cache_dir(), batch=50, workers=0)
+    x, y = real_digits(32, None)
+    clf = LogisticRegression(max_iter=2000).fit(x.reshape(len(x), -1).numpy(), y.numpy())
+    hx, hy = real_digits(32, None, "heldout")
+    held = float((clf.predict(hx.reshape(len(hx), -1).numpy()) == hy.numpy()).mean())
+    print(json.dumps(dict(pixel_classifier_heldout_accuracy=held)), flush=True)
+    for path in args.artifacts:
+        model = registry.load(path)
+        step = artifacts.read(path).metrics
+        ddim = dict(sampler="ddim", steps=50, eta=0.0, cfg=1.0)
+        value, sps = fid_of(model, ddim, args.n, ref, inception)
+        print(json.dumps(dict(artifact=str(path), metrics=step, sampler="ddim50", cfg=1.0, n=args.n,
+                              ref=args.ref_count, fid=value, sec_per_sample=sps)), flush=True)
+        if args.ddpm:
+            value, sps = fid_of(model, dict(sampler="ddpm", steps=None, eta=1.0, cfg=1.0), args.n, ref, inception)
+            print(json.dumps(dict(artifact=str(path), sampler="ddpm1000", cfg=1.0, n=args.n, fid=value,
+                                  sec_per_sample=sps)), flush=True)
+        consistency = class_consistency(model, clf, (0, 1, 2, 4), args.per_class)
+        print(json.dumps(dict(artifact=str(path), class_consistency=consistency,
+                              per_class=args.per_class)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
