@@ -244,6 +244,18 @@ def _stats(path: Path, pos: dict) -> StatsWriter:
     return StatsWriter(path, append=pos["step"] > 0)
 
 
+def _batch_stream(batches: Callable[[int], Iterator], pos: dict) -> Iterator:
+    """The batches from the position on. A DataLoader's iterator draws its base seed from the global RNG: a
+    fresh run draws it before the first step, so a resumed run (its RNG restored to the snapshot's, taken after
+    that draw) must not draw again, or every later global draw would be shifted."""
+    if pos["step"] == 0:
+        return batches(pos["images"])
+    state = torch.get_rng_state()
+    stream = batches(pos["images"])
+    torch.set_rng_state(state)
+    return stream
+
+
 def training_loop(objective, batches: Callable[[int], Iterator], schedule: Schedule, run: Run, out: Path,
                   pos: dict) -> dict:
     """Train from `pos` (see `resume`) until schedule.total_images or schedule.seconds; return the position.
@@ -251,7 +263,7 @@ def training_loop(objective, batches: Callable[[int], Iterator], schedule: Sched
     Ctrl-C ends it early with a snapshot and raises Interrupted."""
     stats = _stats(run.run_dir / "stats.jsonl", pos)
     tally, tick_started = _Tally(objective.losses, objective.modules, run.device), time.perf_counter()
-    stream = batches(pos["images"])
+    stream = _batch_stream(batches, pos)
     desc = f"{objective.name} from step {pos['step']}" if pos["step"] else objective.name
     shown: dict = {}
     stop = None
