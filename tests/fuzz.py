@@ -6,7 +6,7 @@ a damaged copy of a file's bytes and the name of the damage; `attempt(path, kind
 says what happened: "loaded", "error" (one InrkitError sentence) or the name of any other exception.
 
 Run a campaign from the command line (docs/reliability.md records one):
-    OMP_NUM_THREADS=1 .venv/bin/python tests/fuzz.py --cases 10000 --seed 0
+    OMP_NUM_THREADS=1 .venv/bin/python tests/fuzz.py --cases 10000 --seed 1   # = pytest -m slow tests/test_fuzz.py
 """
 
 from __future__ import annotations
@@ -138,7 +138,9 @@ def make_artifact(kind: str, folder: Path) -> Path:
     """Write the small valid artifact of `kind` into `folder`; KeyError for a kind without a maker."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{kind}.safetensors"
-    artifacts.save(path, MAKERS[kind](folder))
+    art = MAKERS[kind](folder)
+    art.command = "tests/fuzz.py"  # not this process's argv: the same bytes, so the same cases, from pytest or not
+    artifacts.save(path, art)
     return path
 
 
@@ -365,12 +367,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kinds", default=",".join(all_kinds()))
     parser.add_argument("--keep", type=Path, help="copy the files of any escapes here")
+    parser.add_argument("--cli-every", type=int, default=50, help="every N-th case also through the CLI")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             start = time.perf_counter()
-            r = campaign(kind, args.cases, args.seed, Path(tmp) / kind, args.keep)
+            r = campaign(kind, args.cases, args.seed, Path(tmp) / kind, args.keep, args.cli_every)
             print(json.dumps(dict(r, seconds=round(time.perf_counter() - start, 1))), flush=True)
 
 

@@ -7,7 +7,7 @@ inrkit.core.artifacts: half the bytes written, then SIGKILL), then reruns the sa
 then compares every tensor of every .safetensors file in the trial's folder with an uninterrupted run's
 (bit-identical on CPU) and looks for stray temporary files.
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/killharness.py --trials 10 --seed 0   # docs/reliability.md's row
+    OMP_NUM_THREADS=1 .venv/bin/python tests/killharness.py --trials 10 --seed 1  # = pytest -m slow tests/test_kills.py
 """
 
 from __future__ import annotations
