@@ -1,7 +1,9 @@
 """The registry of model families: who owns each artifact kind, how to rebuild it, and how to render it.
 
 A family is a module that owns some artifact kinds (a constant each, e.g. `KIND = "generator"`) and provides
-  build(art, path, device) -> object    the object an artifact holds, in eval mode (one read of the file)
+  build(art, path, device) -> object    the object an artifact holds, in eval mode (one read of the file); it
+                                        checks the config before allocating anything (types, ranges, and
+                                        the size it implies against the file: inrkit.models.validate)
   render_codes(obj, codes, shape, ranges=None, chunk=...) -> (B, *shape, C)
                                         THE render interface every INR family shares: a batch of B codes (a
                                         field: None, its one signal; a functaset: latents (B, s, s, c); a
