@@ -184,6 +184,19 @@ def test_a_disk_full_mid_training_ends_the_run_with_the_previous_snapshot_intact
     assert artifacts.read(out).metrics["steps"] == 8
 
 
+def test_stats_and_data_show_on_a_failing_disk_are_one_sentence(tmp_path, monkeypatch):
+    from inrkit.core.progress import StatsWriter
+    from inrkit.data import show_dataset
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InrkitError, match=r"could not write .*stats.jsonl \(File exists\); the records before"):
+        StatsWriter(tmp_path / "file" / "stats.jsonl")
+    monkeypatch.setattr(artifacts.os, "fsync", _fail_with(errno.ENOSPC))
+    with pytest.raises(InrkitError, match=r"grid.png \(No space left on device\); nothing was written\.$"):
+        show_dataset("builtin:digits", tmp_path / "grid.png", num=4, resolution=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 # ---- output paths checked before any work -------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from inrkit.core.errors import InrkitError
 from inrkit.core.runtime import console, is_rank0
 
 
@@ -41,11 +42,20 @@ class StatsWriter:
     def __init__(self, path: Path, append: bool = False):
         self.path = Path(path)
         if is_rank0():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not append:
-                self.path.write_text("")
+            with self._errors():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not append:
+                    self.path.write_text("")
 
     def write(self, **record) -> None:
         if is_rank0():
-            with self.path.open("a") as f:
+            with self._errors(), self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    @contextmanager
+    def _errors(self):
+        """A full disk or a lost permission: one sentence (a half-written last line is dropped on resume)."""
+        try:
+            yield
+        except OSError as err:
+            raise InrkitError(f"could not write {self.path} ({err.strerror}); the records before are kept.") from None

@@ -14,6 +14,7 @@ import os
 import re
 import tarfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def pack_dataset(src: str, out: Path, resolution: int, channels: int = 3, *, lab
     writer, skipped = ShardWriter(out, dataset.split, shard_size), Counter(dataset.skipped)
     items = torch.utils.data.DataLoader(_Encoded(dataset, image_format, quality), batch_size=None,
                                         num_workers=workers, collate_fn=_keep)
-    with progress_bar("packing", len(dataset), enabled=progress, unit="img") as update:
+    with _write_errors(out), progress_bar("packing", len(dataset), enabled=progress, unit="img") as update:
         for label, data, reason in items:
             if reason:
                 skipped[reason] += 1
@@ -167,10 +168,21 @@ def pack_dataset(src: str, out: Path, resolution: int, channels: int = 3, *, lab
             update(written=writer.count)
     if writer.count == 0:
         raise InrkitError(f"no image of {src} could be decoded, so nothing was packed.")
-    writer.close()
-    summary = PackSummary(out, writer.count, +skipped, dataset.classes, writer.shards, writer.bytes)
-    _write_meta(summary, dataset, image_format)
+    with _write_errors(out):
+        writer.close()
+        summary = PackSummary(out, writer.count, +skipped, dataset.classes, writer.shards, writer.bytes)
+        _write_meta(summary, dataset, image_format)
     return summary
+
+
+@contextmanager
+def _write_errors(out: Path):
+    """A full disk or a lost permission while packing: one sentence (shards are renamed only when complete)."""
+    try:
+        yield
+    except OSError as err:
+        raise InrkitError(f"could not write the shards in {out} ({err.strerror}); the complete shards are kept, and "
+                          "packing again gives the same bytes.") from None
 
 
 def _write_meta(summary: PackSummary, dataset: ImageDataset, image_format: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from inrkit.core.artifacts import atomic_write_bytes
 from inrkit.core.checks import require_writable
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, to_uint8, zoom_factor
@@ -91,6 +93,8 @@ def show_dataset(spec: str, out: Path, *, num: int = 64, columns: int = 8, resol
         raise InrkitError(f"no image of {spec} could be decoded.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    labelled_grid(tiles, captions if labels else None, min(columns, len(tiles))).save(out)
+    buf = io.BytesIO()  # written atomically, like every output: a full disk leaves the previous picture
+    labelled_grid(tiles, captions if labels else None, min(columns, len(tiles))).save(buf, format="PNG")
+    atomic_write_bytes(out, buf.getvalue())
     counts = np.bincount(dataset.targets, minlength=len(dataset.classes)).tolist() if labels else []
     return ShowReport(dataset.describe(), len(dataset), resolution, sizes, dataset.classes, counts, out, len(tiles))
