@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--ref-count", type=int, default=1000)
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--ddpm", action="store_true", help="also FID and seconds per sample with DDPM 1000 steps")
+    ap.add_argument("--functaset", type=Path, help="the training functaset: the x0 clip of artifacts written "
+                    "before the artifact stored it (the largest normalised |z|)")
     args = ap.parse_args()
     from sklearn.linear_model import LogisticRegression
 
@@ -74,6 +76,9 @@ def main() -> None:
     print(json.dumps(dict(pixel_classifier_heldout_accuracy=held)), flush=True)
     for path in args.artifacts:
         model = registry.load(path)
+        if model.denoiser.clip is None and args.functaset is not None:
+            latents = registry.load(args.functaset).latents
+            model.denoiser.clip = float(model.normaliser.normalise(latents.float()).abs().max())
         step = artifacts.read(path).metrics
         ddim = dict(sampler="ddim", steps=50, eta=0.0, cfg=1.0)
         value, sps = fid_of(model, ddim, args.n, ref, inception)
