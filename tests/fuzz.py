@@ -289,14 +289,16 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 
 def attempt(path: Path, kind: str) -> str:
     """Open the file as a user would: inrkit.load for a kind a family rebuilds, artifacts.read otherwise.
-    "loaded", "error" (InrkitError) or the name of the exception that escaped."""
+    "loaded", "error" (one InrkitError sentence naming the file) or what went wrong instead."""
     try:
         if kind in registry.known_kinds():
             inrkit.load(path)
         else:
             artifacts.read(path)
     except InrkitError as err:
-        return "error" if "\n" not in str(err) else "multi-line error"
+        if "\n" in str(err):
+            return "multi-line error"
+        return "error" if str(path) in str(err) else f"error without the file's name: {str(err)[:80]}"
     except Exception as err:  # anything else is the bug this fuzz looks for
         return type(err).__name__
     return "loaded"

@@ -39,6 +39,14 @@ def _refuse(path, what: str) -> None:
     raise InrkitError(f"{path} has {what}; the file is damaged or foreign.")
 
 
+def _model_checks(check, path, name: str):
+    """The model's own consistency checks (a config builder's InrkitError), their sentence naming the file."""
+    try:
+        return check()
+    except InrkitError as err:
+        _refuse(path, f"a {name} config its model refuses ({str(err).rstrip('.')})")
+
+
 def _check_numel(path, name: str, expected: int, held: int) -> None:
     if expected != held:
         _refuse(path, f"a {name} config that needs {expected:,} stored values but the file holds {held:,}")
@@ -88,7 +96,7 @@ def check_generator_config(config, held: int, path: str | Path) -> dict:
     check_config(config, GENERATOR, path, "generator config")
     if max(layers for _, layers, _ in config["blocks"]) > MAX_BLOCK_LAYERS:
         _refuse(path, f"a generator block of more than {MAX_BLOCK_LAYERS} layers")
-    resolved = inrgan.generator_config(**config)  # the model's own consistency checks (InrkitError)
+    resolved = _model_checks(lambda: inrgan.generator_config(**config), path, "generator")
     _check_numel(path, "generator", inrgan.count_params(resolved)["total"] + resolved["hyper_hidden"], held)
     return config
 
@@ -115,9 +123,7 @@ def meta_numel(build, path: str | Path, name: str) -> int:
     A config the constructor refuses (whatever it raises: nothing was allocated) is one sentence."""
     try:
         with torch.device("meta"):
-            module = build()
-    except InrkitError:
-        raise
+            module = _model_checks(build, path, name)
     except (ValueError, TypeError, RuntimeError, ZeroDivisionError, IndexError, KeyError) as err:
         raise InrkitError(f"{path} has a {name} config that builds no model ({str(err)[:60]}); the file is damaged "
                           "or foreign.") from None
@@ -134,7 +140,7 @@ def check_classifier_artifact(config: dict, tensors: dict[str, torch.Tensor], pa
     from inrkit.models.classifier import FunctaClassifier, classifier_config
 
     net = check_config(config.get("classifier"), CLASSIFIER, path, "classifier config")
-    classifier_config(**net)  # the model's own consistency checks (InrkitError)
+    _model_checks(lambda: classifier_config(**net), path, "classifier")
     if check_functa_config(config.get("functa"), _held(tensors, "functa."), path)["latent"] != net["latent"]:
         _refuse(path, "a classifier for latents of another shape than its functa model's")
     check_config({k: config.get(k) for k in ("functa_sha256", "classes")},
