@@ -70,7 +70,7 @@ def fit_classifier(cfg: ClassifierConfig, train, sha: str, classes: list[str], h
     runtime.init_distributed(dev)
     objective = _setup(cfg, train, sha, classes, held, dev)
     run = Run(run_dir=cfg.out.with_suffix(""), training={k: options_of(cfg)[k] for k in resume_keys(ClassifierConfig)},
-              device=dev, progress=cfg.progress)
+              device=dev, progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps * cfg.batch, batch=cfg.batch, tick_images=cfg.tick * cfg.batch,
                         snapshot_images=cfg.snapshot * cfg.batch, seconds=cfg.seconds)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts, runtime
-from inrkit.core.checks import require_at_least, require_choice, require_positive, require_suffix
+from inrkit.core.checks import require_at_least, require_choice, require_positive, require_writable
 from inrkit.core.config import build, options_of, resume_keys
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, save_png
@@ -46,7 +46,7 @@ def train_diffusion(data: str, out: Path, **options) -> dict:
     runtime.init_distributed(dev)
     objective, (latents, labels) = _setup(cfg, train, sha, classes if conditional else [], conditional, dev)
     run = Run(run_dir=cfg.out.with_suffix(""), training={k: options_of(cfg)[k] for k in resume_keys(DiffusionConfig)},
-              device=dev, progress=cfg.progress)
+              device=dev, progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps * cfg.batch, batch=cfg.batch, tick_images=cfg.tick * cfg.batch,
                         snapshot_images=cfg.snapshot * cfg.batch, seconds=cfg.seconds)
@@ -64,7 +64,7 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 def _check_options(cfg: DiffusionConfig) -> None:
-    require_suffix(cfg.out, ".safetensors")
+    require_writable(cfg.out, ".safetensors")
     require_at_least(1, batch=cfg.batch, steps=cfg.steps, tick=cfg.tick, snapshot=cfg.snapshot, channels=cfg.channels,
                      res_blocks=cfg.res_blocks, heads=cfg.heads, mlp_width=cfg.mlp_width, mlp_blocks=cfg.mlp_blocks,
                      samples=cfg.samples, sample_steps=cfg.sample_steps)
