@@ -106,13 +106,13 @@ def check_generator_config(config, held: int, path: str | Path) -> dict:
 
 LATENT = Value(list, 3, 3, items=Value(int, 1, 2**12))
 CLASSIFIER = dict(arch=Value(str, choices=("transformer", "mlp")), latent=LATENT, classes=Value(int, 1, 2**20),
-                  width=WIDTH, ffw=Value(int, 1, 2**16), depth=Value(int, 1, 256), heads=Value(int, 1, 1024),
+                  width=WIDTH, ffw=Value(int, 1, 2**16), depth=Value(int, 1, 64), heads=Value(int, 1, 1024),
                   dropout=Value(float, 0, 1), input_scale=Value(float, -1e6, 1e6), positional=Value(bool))
 DENOISER = dict(latent=LATENT, classes=Value(int, 0, 2**20), arch=Value(str, choices=("unet", "mlp")),
-                channels=Value(int, 1, 2**12), res_blocks=Value(int, 0, 64),
-                channel_mult=Value(list, 1, 8, items=Value(int, 1, 64)),
-                attention=Value(list, 0, 16, items=Value(int, 1, 2**12)), heads=Value(int, 1, 1024),
-                dropout=Value(float, 0, 1), mlp_width=WIDTH, mlp_blocks=Value(int, 0, 1024))
+                channels=Value(int, 1, 2**12), res_blocks=Value(int, 0, 8),
+                channel_mult=Value(list, 1, 6, items=Value(int, 1, 64)),
+                attention=Value(list, 0, 8, items=Value(int, 1, 2**12)), heads=Value(int, 1, 1024),
+                dropout=Value(float, 0, 1), mlp_width=WIDTH, mlp_blocks=Value(int, 0, 64))
 DIFFUSION = dict(schedule=Value(str, choices=("linear", "cosine")), steps=Value(int, 1, 10**4),
                  prediction=Value(str, choices=("eps", "x0")), ratio=Value(float, 1e-6, 1e6),
                  label_dropout=Value(float, 0, 1))
