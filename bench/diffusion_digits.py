@@ -24,7 +24,7 @@ from inrkit.stages.fid import default_cache_dir, reference_stats, sample_feature
 
 
 def real_digits(resolution: int, count: int | None, split: str = "train"):
-    ds = open_dataset(f"builtin:digits?split={split}", resolution, channels=1, count=count)
+    ds = open_dataset("builtin:digits", resolution, channels=1, labels=True, split=split, count=count)
     pairs = [ds[i] for i in range(len(ds))]
     return torch.stack([p[0] for p in pairs]), torch.tensor([int(p[1]) for p in pairs])
 
