@@ -13,7 +13,7 @@ from PIL import Image
 
 from inrkit.core.errors import InrkitError
 from inrkit.core.runtime import print0
-from inrkit.data import builtin
+from inrkit.data.builtin import open_builtin, resolve_options
 from inrkit.data.image import BadImage, convert, decode, to_float, to_uint8
 from inrkit.data.sources import open_source
 
@@ -147,9 +147,9 @@ def open_dataset(spec: str, resolution: int, channels: int = 3, *, labels: bool 
     """
     spec = str(spec)  # a pathlib.Path is welcome too
     if spec.startswith("builtin:"):
-        name, split, count, seed = builtin.resolve_options(spec, split, count, seed)
+        name, split, count, seed = resolve_options(spec, split, count, seed)
         _check_arguments(resolution, channels, split, count, seed)
-        source = builtin.open_builtin(name, split, count, seed, labels)
+        source = open_builtin(name, split, count, seed, labels)
     else:
         _check_arguments(resolution, channels, split, count, seed)
         if split != "train":
