@@ -76,6 +76,12 @@ def options_of(cfg) -> dict:
     return {f.name: _jsonable(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
+def resume_options(cfg) -> dict:
+    """The options a resumed run must match (`resume_keys`), as written into its training state."""
+    keys = set(resume_keys(type(cfg)))
+    return {k: v for k, v in options_of(cfg).items() if k in keys}
+
+
 def _jsonable(value):
     if isinstance(value, Path):
         return str(value)

@@ -10,7 +10,7 @@ import torch
 
 from inrkit.core import artifacts
 from inrkit.core.checks import require_at_least, require_choice, require_positive, require_writable
-from inrkit.core.config import build, options_of, resume_keys
+from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.parse import parse_size
 from inrkit.core.pictures import plot_curve, save_gif, save_png, side_by_side
@@ -56,7 +56,7 @@ def fit(signal: str, out: Path, **options) -> dict:
     target = load_signal(signal, tuple(size) if size else None)
     dev = pick_device(cfg.device)
     objective = _setup(cfg, target.to(dev))
-    run = Run(run_dir=cfg.out.with_suffix(""), training=_training(cfg), device=dev, progress=cfg.progress,
+    run = Run(run_dir=cfg.out.with_suffix(""), training=resume_options(cfg), device=dev, progress=cfg.progress,
               retry=f"a lower --lr (e.g. {_lr(cfg) / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps, batch=1, tick_images=cfg.tick, snapshot_images=cfg.snapshot,
@@ -78,11 +78,6 @@ def _check_options(cfg: FitConfig) -> None:
 
 def _lr(cfg: FitConfig) -> float:
     return DEFAULT_LR[cfg.arch] if cfg.lr is None else cfg.lr
-
-
-def _training(cfg: FitConfig) -> dict:
-    """The options a resumed fit must match (the schedule depends on --steps)."""
-    return {k: v for k, v in options_of(cfg).items() if k in resume_keys(FitConfig)}
 
 
 def _setup(cfg: FitConfig, target: torch.Tensor) -> FitObjective:

@@ -20,7 +20,7 @@ import torch
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.checks import require_at_least, require_choice, require_writable
-from inrkit.core.config import build, options_of, resume_keys
+from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
@@ -44,7 +44,7 @@ def meta(data: str, out: Path, **options) -> dict:
     dev = pick_device(cfg.device)
     runtime.init_distributed(dev)
     objective, dataset = _setup(cfg, shape, dev, options)
-    run = Run(run_dir=out.with_suffix(""), training={k: options[k] for k in resume_keys(MetaConfig)}, device=dev,
+    run = Run(run_dir=out.with_suffix(""), training=resume_options(cfg), device=dev,
               progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps * batch, batch=batch, tick_images=cfg.tick * batch,

@@ -16,7 +16,7 @@ import torch
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.checks import require_at_least, require_positive, require_writable
-from inrkit.core.config import build, options_of, resume_keys
+from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import plot_curve
 from inrkit.core.precision import resolve_precision
@@ -69,7 +69,7 @@ def fit_classifier(cfg: ClassifierConfig, train, sha: str, classes: list[str], h
     dev = pick_device(cfg.device)
     runtime.init_distributed(dev)
     objective = _setup(cfg, train, sha, classes, held, dev)
-    run = Run(run_dir=cfg.out.with_suffix(""), training={k: options_of(cfg)[k] for k in resume_keys(ClassifierConfig)},
+    run = Run(run_dir=cfg.out.with_suffix(""), training=resume_options(cfg),
               device=dev, progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps * cfg.batch, batch=cfg.batch, tick_images=cfg.tick * cfg.batch,

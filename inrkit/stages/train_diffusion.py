@@ -18,7 +18,7 @@ import torch
 
 from inrkit.core import artifacts, runtime
 from inrkit.core.checks import require_at_least, require_choice, require_positive, require_writable
-from inrkit.core.config import build, options_of, resume_keys
+from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, save_png
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
@@ -45,7 +45,7 @@ def train_diffusion(data: str, out: Path, **options) -> dict:
     dev = pick_device(cfg.device)
     runtime.init_distributed(dev)
     objective, (latents, labels) = _setup(cfg, train, sha, classes if conditional else [], conditional, dev)
-    run = Run(run_dir=cfg.out.with_suffix(""), training={k: options_of(cfg)[k] for k in resume_keys(DiffusionConfig)},
+    run = Run(run_dir=cfg.out.with_suffix(""), training=resume_options(cfg),
               device=dev, progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps * cfg.batch, batch=cfg.batch, tick_images=cfg.tick * cfg.batch,

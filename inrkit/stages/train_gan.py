@@ -38,7 +38,7 @@ import torch
 
 from inrkit.core import runtime
 from inrkit.core.checks import require_at_least, require_positive, require_suffix, require_writable
-from inrkit.core.config import build, options_of, resume_keys
+from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
@@ -78,7 +78,7 @@ def train_gan(data: str, out: Path, **options) -> dict:
     runtime.init_distributed(dev)
     if cfg.batch % runtime.world_size():
         raise InrkitError(f"--batch {cfg.batch} does not split evenly over {runtime.world_size()} processes.")
-    training = {k: options[k] for k in resume_keys(TrainGanConfig)}
+    training = resume_options(cfg)
     objective, dataset = _setup(cfg, gcfg, dcfg, dev, options, training)
     run = Run(run_dir=out.with_suffix(""), training=training, device=dev, progress=cfg.progress,
               retry=f"lower rates (e.g. --lr-g {cfg.lr_g / 2:g} --lr-shared {cfg.lr_shared / 2:g} "
