@@ -1,7 +1,10 @@
 """Measure a conditional diffusion model on a digits functaset (issue 11's CPU check): FID of N samples against the
 real digits per snapshot artifact, DDPM (1000 steps) vs DDIM (50) FID and seconds per sample, and class consistency
 (logistic regression on the real digits' pixels, the share of CFG samples it labels as the requested class) at
-guidance scales 0, 1, 2, 4. One JSON line per measurement on stdout.
+guidance scales 0, 1, 2, 4, and memorisation (spatial functa App. C.2, Table 7's check): for --mem-samples samples of
+one class, the number of distinct nearest training images (pixel L2, among all training digits), against the count
+expected from as many uniform draws from that class's training images, and against what as many held-out real
+digits of that class give. One JSON line per measurement on stdout.
 
     OMP_NUM_THREADS=1 python bench/diffusion_digits.py out/diffbench/digits.safetensors --n 200 --ref-count 1000
 """
@@ -53,6 +56,23 @@ def class_consistency(model, clf, scales, per_class: int) -> dict:
     return out
 
 
+def memorisation(model, x, y, hx, hy, digit: int, n: int, scale: float) -> dict:
+    """Distinct nearest training images (pixel L2) of n samples of class `digit` at guidance `scale` (DDIM 50)."""
+    z = family.sample_latents(model, list(range(n)), 2, torch.full((n,), digit), float(scale), "ddim", 50)
+    r = model.functa.resolution
+    samples = family.render_codes(model, z, (r, r)).clamp(0, 1).reshape(n, -1) * 2 - 1
+    train = x.reshape(len(x), -1)
+    nearest = torch.cdist(samples, train).argmin(1)
+    real = hx[hy == digit].reshape(-1, train.shape[1])
+    real_nearest = torch.cdist(real, train).argmin(1)
+    m = int((y == digit).sum())
+    return dict(digit=digit, samples=n, cfg=scale, distinct_nearest=int(nearest.unique().numel()),
+                nearest_of_the_class=float((y[nearest] == digit).float().mean()),
+                expected_uniform_draws=m * (1 - (1 - 1 / m) ** n), class_train_images=m,
+                heldout_real=len(real), heldout_distinct_nearest=int(real_nearest.unique().numel()),
+                expected_uniform_draws_heldout_n=m * (1 - (1 - 1 / m) ** len(real)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("artifacts", nargs="+", type=Path)
@@ -60,6 +80,12 @@ def main() -> None:
     ap.add_argument("--ref-count", type=int, default=1000)
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--ddpm", action="store_true", help="also FID and seconds per sample with DDPM 1000 steps")
+    ap.add_argument("--ddpm-n", type=int, default=None, help="samples for the DDPM FID (default --n)")
+    ap.add_argument("--mem-samples", type=int, default=0, help="memorisation check with this many samples of "
+                    "--mem-digit (0: skip)")
+    ap.add_argument("--mem-digit", type=int, default=3)
+    ap.add_argument("--mem-cfg", type=float, default=1.0)
+    ap.add_argument("--no-consistency", action="store_true")
     ap.add_argument("--functaset", type=Path, help="the training functaset: the x0 clip of artifacts written "
                     "before the artifact stored it (the largest normalised |z|)")
     args = ap.parse_args()
@@ -85,12 +111,21 @@ def main() -> None:
         print(json.dumps(dict(artifact=str(path), metrics=step, sampler="ddim50", cfg=1.0, n=args.n,
                               ref=args.ref_count, fid=value, sec_per_sample=sps)), flush=True)
         if args.ddpm:
-            value, sps = fid_of(model, dict(sampler="ddpm", steps=None, eta=1.0, cfg=1.0), args.n, ref, inception)
-            print(json.dumps(dict(artifact=str(path), sampler="ddpm1000", cfg=1.0, n=args.n, fid=value,
+            n = args.ddpm_n or args.n
+            value, sps = fid_of(model, dict(sampler="ddpm", steps=None, eta=1.0, cfg=1.0), n, ref, inception)
+            print(json.dumps(dict(artifact=str(path), sampler="ddpm1000", cfg=1.0, n=n, fid=value,
                                   sec_per_sample=sps)), flush=True)
-        consistency = class_consistency(model, clf, (0, 1, 2, 4), args.per_class)
-        print(json.dumps(dict(artifact=str(path), class_consistency=consistency,
-                              per_class=args.per_class)), flush=True)
+            if n != args.n:
+                value, sps = fid_of(model, ddim, n, ref, inception)
+                print(json.dumps(dict(artifact=str(path), sampler="ddim50", cfg=1.0, n=n, fid=value,
+                                      sec_per_sample=sps)), flush=True)
+        if not args.no_consistency:
+            consistency = class_consistency(model, clf, (0, 1, 2, 4), args.per_class)
+            print(json.dumps(dict(artifact=str(path), class_consistency=consistency,
+                                  per_class=args.per_class)), flush=True)
+        if args.mem_samples:
+            print(json.dumps(dict(artifact=str(path), memorisation=memorisation(
+                model, x, y, hx, hy, args.mem_digit, args.mem_samples, args.mem_cfg))), flush=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def reference_forward(model: SpatialFuncta, z: torch.Tensor, coords: torch.Tenso
         if model.interp == "nearest":
             ci, cj = min(max(int(math.floor(y * s)), 0), s - 1), min(max(int(math.floor(x * s)), 0), s - 1)
             m_x = m[:, ci, cj]
-            h = torch.tensor([y * s - ci, x * s - cj]) * 2 - 1
+            h = torch.tensor([y * s - ci, x * s - cj])
         else:
             py, px = y * s - 0.5, x * s - 0.5
             i0, j0 = math.floor(py), math.floor(px)
@@ -84,13 +84,34 @@ def reference_forward(model: SpatialFuncta, z: torch.Tensor, coords: torch.Tenso
                    + ty * (1 - tx) * at(i0 + 1, j0) + ty * tx * at(i0 + 1, j0 + 1))
             code = format(int(math.floor(y * d)) % 2**bits, f"0{bits}b") + format(int(math.floor(x * d)) % 2**bits,
                                                                                  f"0{bits}b")
-            h = torch.tensor([float(b) for b in code]) * 2 - 1
-        h = h.expand(z.shape[0], -1)
+            h = torch.tensor([float(b) for b in code])
+        h = (h * 2 - 1 if model.coords == "signed" else h).expand(z.shape[0], -1)
         for li, layer in enumerate(model.layers):
             shift = m_x[:, li * model.width : (li + 1) * model.width]
             h = torch.sin(model.w0 * (h @ layer.weight.T + layer.bias + shift))
         outs.append(h @ model.out.weight.T + model.out.bias + 0.5)
     return torch.stack(outs, dim=1)
+
+
+def test_siren_inputs_are_app_c_as_written_and_biases_start_at_zero():
+    # App. C: per-patch coordinates in [0, 1]^2 (nearest) and {0, 1} bits (bilinear); B.1: zero SIREN biases.
+    coords = make_grid((8, 8)).reshape(-1, 2)
+    near, bil = tiny("nearest"), tiny("bilinear")
+    x = near.coordinate_inputs(coords)
+    assert set(x.unique().tolist()) == {0.25, 0.75}  # 2x2-pixel patches: pixel centres at 1/4 and 3/4
+    assert set(bil.coordinate_inputs(coords).unique().tolist()) == {0.0, 1.0}
+    assert all(bool((layer.bias == 0).all()) for layer in near.layers)
+    old = SpatialFuncta((4, 4, 6), 8, 3, 16, 3, coords="signed", siren_bias="uniform")
+    assert old.coordinate_inputs(coords).min() < 0 and old.layers[1].bias.abs().sum() > 0
+    assert near.config["coords"] == "unit" and "siren_bias" not in near.config
+
+
+def test_an_artifact_without_coords_rebuilds_with_signed_inputs():
+    from inrkit.models.functa import build_functa
+
+    config = dict(tiny("nearest").config)
+    del config["coords"]
+    assert build_functa(config).coords == "signed"
 
 
 def test_binary_code_matches_the_paper_example():
@@ -99,9 +120,11 @@ def test_binary_code_matches_the_paper_example():
     assert binary_coords(coords, 32).tolist() == [[0, 0, 0, 1, 1, 0, 0, 1, 0, 1]]
 
 
+@pytest.mark.parametrize("coords", ["unit", "signed"])
 @pytest.mark.parametrize("interp, kernel", [("nearest", 1), ("nearest", 3), ("bilinear", 1), ("bilinear", 3)])
-def test_model_agrees_with_direct_reference(interp, kernel):
+def test_model_agrees_with_direct_reference(interp, kernel, coords):
     model = tiny(interp, kernel=kernel)
+    model.coords = coords
     z = torch.randn(2, 4, 4, 6)
     with torch.no_grad():
         model.to_modulation.bias.normal_(0, 0.1)
@@ -142,7 +165,7 @@ def test_nearest_read_is_constant_per_patch_with_local_coordinates():
 def test_flat_latent_is_the_original_functa():
     model = tiny("nearest", latent=(1, 1, 10))
     coords = make_grid((8, 8)).reshape(-1, 2)
-    assert torch.allclose(model.coordinate_inputs(coords), coords * 2 - 1)  # global coordinates
+    assert torch.allclose(model.coordinate_inputs(coords), coords)  # global coordinates in [0, 1]^2 (App. C)
     assert parse_latent("1024") == (1, 1, 1024) and parse_latent("8x8x16") == (8, 8, 16)
 
 

@@ -141,3 +141,63 @@ def test_resume_is_bit_identical(trained, tmp_path):
     train_diffusion(str(data), tmp_path / "b.safetensors", **dict(TINY, steps=3))
     resumed = train_diffusion(str(data), tmp_path / "b.safetensors", **TINY)
     assert resumed["parameters_sha256"] == whole["parameters_sha256"]
+
+
+def test_keep_snapshots_leaves_one_loadable_artifact_per_snapshot(tmp_path):
+    out = tmp_path / "k.safetensors"
+    train_diffusion(str(functaset(tmp_path)), out, **dict(TINY, keep_snapshots=True))
+    kept = sorted(out.with_suffix("").glob("diffusion-*.safetensors"))
+    assert [p.name for p in kept] == ["diffusion-0000003.safetensors", "diffusion-0000006.safetensors"]
+    assert [artifacts.read(p).metrics["step"] for p in kept] == [3, 6]
+    assert artifacts.read(kept[-1]).tensors.keys() == artifacts.read(out).tensors.keys()
+    registry.load(kept[0])
+
+
+def test_resume_on_a_functaset_of_another_latent_shape_is_refused(tmp_path):
+    data, out = functaset(tmp_path), tmp_path / "d.safetensors"
+    train_diffusion(str(data), out, **dict(TINY, steps=3))
+    state = out.with_suffix("") / "state.safetensors"
+    before = state.read_bytes()
+    torch.manual_seed(0)
+    other = SpatialFuncta((4, 4, 2), 8, 1, 8, 2, 10.0, "nearest", 1)
+    artifacts.save(tmp_path / "m4.safetensors", artifacts.Artifact(kind=MODEL_KIND, tensors=other.state_dict(),
+                                                                  config=dict(model=other.config)))
+    artifacts.save(data, functaset_artifact(other, tmp_path / "m4.safetensors", torch.randn(24, 4, 4, 2),
+                                            torch.arange(24) % 3, torch.zeros(24), data=dict(classes=["a", "b", "c"]),
+                                            steps=3))
+    r = cli("train-diffusion", "--data", data, "--out", out, *_tiny_cli())
+    one_clean_line(r, "latent")
+    assert state.read_bytes() == before and artifacts.read(out).metrics["step"] == 3
+
+
+def _tiny_cli() -> list[str]:
+    flags = []
+    for key, value in TINY.items():
+        if key == "progress":
+            continue
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_stay_in_sync(tmp_path):
+    """2 CPU processes (gloo): each takes half of every batch, gradients are averaged, and both ranks end with
+    bit-identical EMA weights."""
+    import os
+
+    data = functaset(tmp_path)
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from inrkit.core import runtime\n"
+        "from inrkit.stages.train_diffusion import train_diffusion\n"
+        f"m = train_diffusion({str(data)!r}, sys.argv[1], **{dict(TINY, steps=8, tick=4, snapshot=8)!r})\n"
+        "open(sys.argv[1] + f'.rank{runtime.rank()}', 'w').write(m['parameters_sha256'])\n")
+    out = tmp_path / "ddp.safetensors"
+    r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", str(script), str(out)],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    digests = [(tmp_path / f"ddp.safetensors.rank{k}").read_text() for k in (0, 1)]
+    assert digests[0] == digests[1]
+    assert artifacts.read(out).metrics["step"] == 8

@@ -167,10 +167,11 @@ def latents_functaset(model: DiffusionModel, latents: torch.Tensor, labels: torc
 def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size=None, scale=None, grid=None,
            chunk: int = functa_family.MAX_CHUNK, device: str = "auto", seeds: list[int] | None = None,
            steps: int | None = None, label: int | None = None, cfg: float | None = None, sampler: str = "ddpm",
-           eta: float | None = None, save_latents: str | Path | None = None, columns: int = 8) -> Path:
+           eta: float | None = None, save_latents: str | Path | None = None, columns: int | None = None) -> Path:
     """`inrkit render` of a diffusion model: samples `seeds` (default 0-15) of class `label` (conditional
-    models; default seed k gets class k mod classes) at guidance `cfg`, by `sampler` (ddpm: all T steps; ddim:
-    `steps`, default 50, `eta` default 0), decoded on any grid; `save_latents` also writes them as a functaset."""
+    models; default seed k gets class k mod classes, and the grid has one column per class) at guidance `cfg`, by
+    `sampler` (ddpm: all T steps; ddim: `steps`, default 50, `eta` default 0), decoded on any grid; `save_latents`
+    also writes them as a functaset."""
     out = require_suffix(out, ".png")
     if save_latents is not None:
         require_suffix(save_latents, ".safetensors", option="save-latents")
@@ -181,6 +182,7 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size=N
     seeds = list(range(DEFAULT_SEEDS)) if seeds is None else seeds
     n = model.denoiser.classes
     labels = (torch.tensor([label if label is not None else k % n for k in seeds]) if n else None)
+    columns = columns or (n if n and label is None and n <= 32 else 8)
     if sampler == "ddpm" and (steps is not None or eta is not None):
         raise InrkitError("--steps and --eta apply to --sampler ddim; ddpm takes every one of the T steps.")
     steps = (steps or 50) if sampler == "ddim" else None

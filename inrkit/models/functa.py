@@ -28,6 +28,8 @@ from inrkit.fields.grid import Range, grid_points
 
 INTERPS = ("nearest", "bilinear")
 KERNELS = (1, 3)
+COORDS = ("unit", "signed")  # SIREN input as App. C writes it ([0, 1], {0, 1} bits), or mapped to [-1, 1]
+SIREN_BIASES = ("zero", "uniform")  # functa code: zero biases (B.1); Sitzmann et al.: U(+-bound)
 META_LR_INIT = (0.005, 0.1)  # Meta-SGD rates start uniform in this range (functa code)
 META_LR_CLIP = (0.0, 1.0)  # ... and are kept in this range (functa code)
 DENSE_READ_MAX_CELLS = 256  # bilinear reads of grids up to 16 x 16 use a dense interpolation matrix
@@ -130,23 +132,33 @@ class SpatialFuncta(nn.Module):
     width, depth, w0: the SIREN; depth linear layers in all, of which depth - 1 are modulated sine layers.
     interp:     nearest (local coordinates) or bilinear (binary global coordinates), App. C.
     kernel:     1 or 3: the latent-to-modulation convolution (3x3: Tab. 3*).
+    coords:     unit: the SIREN sees App. C's inputs as written, per-patch coordinates in [0, 1]^2 or bits in
+                {0, 1}; signed: the same mapped to [-1, 1] (inrkit before issue 11: it doubles the nearest
+                SIREN's first-layer frequency; artifacts without the key were trained this way).
+    siren_bias: zero (the functa reference code, B.1) or uniform (Sitzmann et al.) SIREN bias initialisation;
+                training only, so not part of the stored config.
     The Meta-SGD rates `meta_lr` have one entry per latent dimension, shape (s, s, c).
     """
 
     def __init__(self, latent=(8, 8, 16), resolution=32, channels=3, width=256, depth=6, w0=10.0,
-                 interp="nearest", kernel=1):
+                 interp="nearest", kernel=1, coords="unit", siren_bias="zero"):
         super().__init__()
         latent = tuple(int(v) for v in latent)
         if interp not in INTERPS:
             raise InrkitError(f"unknown --interp {interp!r}; choose nearest or bilinear.")
         if kernel not in KERNELS:
             raise InrkitError(f"--kernel must be 1 or 3 (the latent-to-modulation convolution), got {kernel}.")
+        if coords not in COORDS:
+            raise InrkitError(f"unknown --coords {coords!r}; choose unit or signed.")
+        if siren_bias not in SIREN_BIASES:
+            raise InrkitError(f"unknown --siren-bias {siren_bias!r}; choose zero or uniform.")
         if depth < 2 or width < 1:
             raise InrkitError(f"the SIREN needs depth >= 2 and width >= 1, got depth {depth} and width {width}.")
         check_latent_fits(latent, resolution)
         self.config = dict(arch="spatial-functa", latent=list(latent), resolution=resolution, channels=channels,
-                           width=width, depth=depth, w0=w0, interp=interp, kernel=kernel)
+                           width=width, depth=depth, w0=w0, interp=interp, kernel=kernel, coords=coords)
         self.latent, self.resolution, self.w0, self.width, self.interp = latent, resolution, w0, width, interp
+        self.coords, self.siren_bias = coords, siren_bias
         s, _, c = latent
         in_dim = 2 if interp == "nearest" else 2 * binary_bits(resolution)
         self.to_modulation = nn.Conv2d(c, (depth - 1) * width, kernel, padding=kernel // 2)
@@ -157,13 +169,17 @@ class SpatialFuncta(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """SIREN init (Sitzmann et al. Sec. 3.2) for theta; lambda ~ N(0, 1/fan_in), zero bias (a zero latent
-        gives zero modulation); Meta-SGD rates uniform in META_LR_INIT."""
+        """SIREN init (Sitzmann et al. Sec. 3.2) for the weights of theta, biases zero (functa code) or uniform;
+        lambda ~ N(0, 1/fan_in), zero bias (a zero latent gives zero modulation); Meta-SGD rates uniform in
+        META_LR_INIT."""
         for i, layer in enumerate(self.layers):
             n = layer.in_features
             bound = 1.0 / n if i == 0 else math.sqrt(6.0 / n) / self.w0
             layer.weight.uniform_(-bound, bound)
-            layer.bias.uniform_(-bound, bound)
+            if self.siren_bias == "zero":
+                layer.bias.zero_()
+            else:
+                layer.bias.uniform_(-bound, bound)
         self.out.weight.uniform_(-math.sqrt(6.0 / self.width) / self.w0, math.sqrt(6.0 / self.width) / self.w0)
         self.out.bias.zero_()
         fan_in = self.to_modulation.in_channels * self.to_modulation.kernel_size[0] ** 2
@@ -189,10 +205,10 @@ class SpatialFuncta(nn.Module):
         return self.to_modulation(z.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def coordinate_inputs(self, coords: torch.Tensor) -> torch.Tensor:
-        """(N, 2) -> the SIREN input (N, in_dim), mapped to [-1, 1] as the SIREN init assumes."""
-        if self.interp == "nearest":
-            return local_coords(coords, self.latent[0]) * 2 - 1
-        return binary_coords(coords, self.resolution) * 2 - 1
+        """(N, 2) -> the SIREN input (N, in_dim): App. C's per-patch coordinates or bits, mapped to [-1, 1]
+        when coords is signed."""
+        x = local_coords(coords, self.latent[0]) if self.interp == "nearest" else binary_coords(coords, self.resolution)
+        return x * 2 - 1 if self.coords == "signed" else x
 
     def taps(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Where each coordinate reads the modulation grid: indices and weights (N, K), and for bilinear reads
@@ -230,8 +246,10 @@ class SpatialFuncta(nn.Module):
 
 
 def build_functa(config: dict) -> SpatialFuncta:
-    """Rebuild the model from the config stored in its artifact."""
+    """Rebuild the model from the config stored in its artifact (one without `coords` predates the key and was
+    trained with signed inputs)."""
     cfg = dict(config)
+    cfg.setdefault("coords", "signed")
     arch = cfg.pop("arch", None)
     if arch != "spatial-functa":
         raise InrkitError(f"unknown functa architecture {arch!r} in the artifact config; expected spatial-functa.")

@@ -16,13 +16,14 @@ import torch
 from inrkit.core.checks import Value, check_config
 from inrkit.core.errors import InrkitError
 from inrkit.models import inrgan
-from inrkit.models.functa import INTERPS, KERNELS, binary_bits
+from inrkit.models.functa import COORDS, INTERPS, KERNELS, binary_bits
 
 SIDE = Value(int, 1, 2**14)  # image and block resolutions
 WIDTH = Value(int, 1, 2**14)  # channels of any layer
 FUNCTA = dict(arch=Value(str, choices=("spatial-functa",)), latent=Value(list, 3, 3, items=Value(int, 1, 2**12)),
               resolution=SIDE, channels=Value(int, 1, 4), width=WIDTH, depth=Value(int, 2, 1024),
-              w0=Value(float, 1e-6, 1e6), interp=Value(str, choices=INTERPS), kernel=Value(int, choices=KERNELS))
+              w0=Value(float, 1e-6, 1e6), interp=Value(str, choices=INTERPS), kernel=Value(int, choices=KERNELS),
+              coords=Value(str, choices=COORDS, optional=True))
 GENERATOR = dict(  # a rule for every keyword of inrgan.generator_config (tests/test_reliability.py checks it)
     arch=Value(str, choices=inrgan.ARCHS), resolution=SIDE, blocks=Value(list, 1, 16, items=Value(list, 3, 3,
                                                                                                   items=SIDE)),

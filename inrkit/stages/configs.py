@@ -70,6 +70,10 @@ class MetaConfig:
     width: int = option(256, "SIREN width.", resume=True)  # Tab. 4: 256
     depth: int = option(6, "SIREN linear layers in all.", resume=True)  # Tab. 4: 6 for 8x8 latents
     w0: float = option(10.0, "SIREN omega_0.", resume=True)  # App. C.1: 10
+    coords: str = option("unit", "SIREN input: unit (App. C: patch coordinates in [0, 1], bits in {0, 1}) | "
+                         "signed (the same mapped to [-1, 1]).", resume=True)  # App. C; signed: inrkit before #11
+    siren_bias: str = option("zero", "SIREN bias init: zero (functa code) | uniform (Sitzmann et al.).",
+                             resume=True)  # B.1: the reference code's zero biases
     inner_steps: int = option(3, "Inner SGD steps from zero latents.", resume=True)  # Sec. 4: 3
     first_order: bool = option(False, "Gradients through the inner loop: second order by default.",
                                resume=True)  # treat inner gradients as constants (no second-order terms)
@@ -79,7 +83,6 @@ class MetaConfig:
     steps: int = option(200_000, "Outer steps in all; rerun with more to extend.")  # App. C.1: 200k for 8x8 latents
     seconds: float | None = option(None, "Stop this run after this many seconds of training.")  # then snapshot
     snapshot: int = option(1000, "Steps between snapshots.")  # model, state, picture
-    tick: int = option(100, "Outer steps per tick (status line, stats record).")
     tick: int = option(100, "Outer steps per tick (status line, stats record).")
     count: int | None = option(None, "Use the first N training images.", resume=True)  # default: all
     heldout: str | None = option(None, "Held-out images for the final functaset (default: the heldout split of a "
@@ -224,6 +227,8 @@ class DiffusionConfig:
                                    "continue.")
     tick: int = option(100, "Steps per tick (status line, stats record).")
     snapshot: int = option(1000, "Steps between snapshots (artifact, sample grid, training state).")
+    keep_snapshots: bool = option(False, "Also keep each snapshot's artifact as RUN/diffusion-STEP.safetensors "
+                                  "(OUT always holds the latest).")
     samples: int = option(16, "Samples in each snapshot's grid (DDIM, --sample-steps).")
     sample_steps: int = option(50, "DDIM steps for the snapshot grids.")
     seed: int = option(0, "Initialisation, noise, timesteps and data order.", resume=True)

@@ -66,7 +66,7 @@ def _setup(cfg, shape, dev, options: dict):
 
     seed_all(cfg.seed)
     model = SpatialFuncta(shape, cfg.resolution, cfg.channels, cfg.width, cfg.depth, cfg.w0, cfg.interp,
-                          cfg.kernel).to(dev)
+                          cfg.kernel, cfg.coords, cfg.siren_bias).to(dev)
     dataset = open_dataset(cfg.data, cfg.resolution, cfg.channels, count=cfg.count)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     pictures = torch.stack([dataset[i][0] for i in range(min(PICTURE_ITEMS, len(dataset)))]).to(dev)

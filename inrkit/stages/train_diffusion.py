@@ -3,9 +3,9 @@
 Reads the training functaset (labels when present, or as --cond/--no-cond say), standardises its latents
 (App. C.4.1: z~ = (z - mu) / (gamma sigma), statistics over the training set), and trains the denoiser on the one
 loop. Every snapshot writes OUT (kind `diffusion`: EMA weights, statistics, schedule, the embedded functa model and
-its sha256) and RUN/samples-STEP.png (DDIM samples of the EMA decoded through the functa model; a conditional model
-draws sample k of class k mod classes); RUN is OUT without its suffix and holds state.safetensors and stats.jsonl.
-Rerunning the same command resumes.
+its sha256; with --keep-snapshots also RUN/diffusion-STEP.safetensors) and RUN/samples-STEP.png (DDIM samples of
+the EMA decoded through the functa model; a conditional model draws sample k of class k mod classes); RUN is OUT
+without its suffix and holds state.safetensors and stats.jsonl. Rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ def _setup(cfg: DiffusionConfig, train, sha: str, classes: list, conditional: bo
         art = family.diffusion_artifact(ema, norm, cfg.normalisation, settings, functa, sha, classes=names,
                                         parents=parents, options=options, metrics=dict(step=pos["step"]))
         artifacts.save(cfg.out, art)
+        if cfg.keep_snapshots:
+            artifacts.save(cfg.out.with_suffix("") / f"diffusion-{pos['step']:07d}.safetensors", art)
         _sample_grid(cfg, family.build(art, cfg.out, dev), pos["step"])
 
     objective = DiffusionObjective(denoiser=denoiser, ema=ema, optimizer=torch.optim.Adam(net.parameters(), lr=cfg.lr),
