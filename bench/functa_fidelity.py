@@ -1,7 +1,8 @@
 """Spatial functa fidelity, before and after issue 11's fixes, on one held-out split (issue 11, item 9).
 
 Each variant is meta-learned on builtin:photos at 32x32 (the same 1,000 training and 256 held-out crops as
-bench/functa.py, the same small SIREN, optimiser and wall-clock budget) and scored on the held-out crops:
+bench/functa.py, the same small SIREN and optimiser, and the same budget: --steps outer steps, or --minutes of
+training when --steps is 0 (a step budget is fair on a shared machine; a time budget favours the faster model)) and scored on the held-out crops:
   - PSNR after 3 inner steps (what a functaset stores) and with zero latents (0 steps): their gap is how much the
     latents carry; a model that ignores its latents has a gap near 0;
   - the share of the 3-step gain kept when the latents are quantised to 6 bits (App. C.4.4).
@@ -10,7 +11,7 @@ The variants cross the SIREN input (App. C as written, `unit`: patch coordinates
 `uniform`: Sitzmann et al.), for nearest and bilinear reads, and bilinear at Tab. 4's relative outer rate
 (linear 1e-4 against 1-NN 3e-5: x3.3). One JSON line per variant, then a markdown table.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/functa_fidelity.py --minutes 3 --only nearest-before,nearest-after
+    OMP_NUM_THREADS=1 .venv/bin/python bench/functa_fidelity.py --steps 500 --only nearest-before,nearest-after
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def run(name: str, args, out_dir: Path, held) -> dict:
     out.unlink(missing_ok=True)
     start = time.perf_counter()
     m = meta("builtin:photos", out, arch="spatial-functa", latent="8x8x16", resolution=32, width=args.width,
-             depth=args.depth, w0=10.0, lr=lr, batch=args.batch, steps=10**9, seconds=args.minutes * 60,
+             depth=args.depth, w0=10.0, lr=lr, batch=args.batch, steps=args.steps or 10**9,
+             seconds=None if args.steps else args.minutes * 60,
              snapshot=10**9, count=args.train_count, heldout_count=args.heldout_count, workers=0, seed=0,
              device="cpu", progress=False, **v)
     model = inrkit.load(out)
@@ -65,7 +67,8 @@ def run(name: str, args, out_dir: Path, held) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=3.0, help="training time per variant")
+    ap.add_argument("--steps", type=int, default=500, help="outer steps per variant (0: use --minutes)")
+    ap.add_argument("--minutes", type=float, default=3.0, help="training time per variant when --steps is 0")
     ap.add_argument("--only", default=",".join(VARIANTS))
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=4)

@@ -166,7 +166,7 @@ def test_resume_on_a_functaset_of_another_latent_shape_is_refused(tmp_path):
                                             torch.arange(24) % 3, torch.zeros(24), data=dict(classes=["a", "b", "c"]),
                                             steps=3))
     r = cli("train-diffusion", "--data", data, "--out", out, *_tiny_cli())
-    one_clean_line(r, "latent")
+    one_clean_line(r, "holds 4x4x2 latents, but")
     assert state.read_bytes() == before and artifacts.read(out).metrics["step"] == 3
 
 

@@ -44,8 +44,10 @@ def train_diffusion(data: str, out: Path, **options) -> dict:
     conditional = has_labels if cfg.cond is None else cfg.cond
     dev = pick_device(cfg.device)
     runtime.init_distributed(dev)
+    latent = "x".join(str(v) for v in train.latents.shape[1:])
+    _check_resumed_latent(cfg, latent)
     objective, (latents, labels) = _setup(cfg, train, sha, classes if conditional else [], conditional, dev)
-    run = Run(run_dir=cfg.out.with_suffix(""), training=resume_options(cfg),
+    run = Run(run_dir=cfg.out.with_suffix(""), training=dict(resume_options(cfg), latent=latent),
               device=dev, progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
     schedule = Schedule(total_images=cfg.steps * cfg.batch, batch=cfg.batch, tick_images=cfg.tick * cfg.batch,
@@ -82,6 +84,19 @@ def _check_options(cfg: DiffusionConfig) -> None:
         raise InrkitError(f"--channels {cfg.channels} does not split into --heads {cfg.heads}.")
     if cfg.batch % runtime.world_size():
         raise InrkitError(f"--batch {cfg.batch} does not split evenly over {runtime.world_size()} processes.")
+
+
+def _check_resumed_latent(cfg: DiffusionConfig, latent: str) -> None:
+    """A run folder resumed on a functaset of another latent shape (the same --data path, new contents) would
+    not fit the saved denoiser: say which shapes differ."""
+    state = cfg.out.with_suffix("") / "state.safetensors"
+    if not state.is_file():
+        return
+    meta, _ = artifacts.read_header(state)
+    before = artifacts.metadata_json(state, meta, "config").get("training", {}).get("latent")
+    if before is not None and before != latent:
+        raise InrkitError(f"{cfg.data} holds {latent} latents, but {state.parent} was trained on {before} latents; "
+                          "choose another --out for this functaset.")
 
 
 def _denoiser_config(cfg: DiffusionConfig, latent: list[int], classes: int) -> dict:
