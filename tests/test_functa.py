@@ -527,3 +527,17 @@ def test_render_cli_dispatches_functasets_and_load_rebuilds_the_model(run, tmp_p
     assert r.returncode == 1 and "functa-model artifact" in r.stderr and "Traceback" not in r.stderr
     model = inrkit.load(out)
     assert isinstance(model, SpatialFuncta) and not model.training
+
+
+def test_meta_labels_go_into_both_functasets_and_a_rerun_adds_them(run, tmp_path):
+    out = tmp_path / "d.safetensors"
+    meta("builtin:digits?count=12", out, steps=2, snapshot=2, **dict(SMALL, channels=1))
+    train = out.with_suffix("") / "functaset-train.safetensors"
+    assert artifacts.read(train).tensors["labels"].tolist() == [-1] * 12
+    meta("builtin:digits?count=12", out, steps=2, snapshot=2, labels=True, **dict(SMALL, channels=1))
+    from inrkit.data import open_dataset
+
+    ds = open_dataset("builtin:digits", 8, 1, labels=True, count=12)
+    assert artifacts.read(train).tensors["labels"].tolist() == [int(ds[i][1]) for i in range(12)]
+    held = artifacts.read(out.with_suffix("") / "functaset-heldout.safetensors").tensors["labels"]
+    assert bool((held >= 0).all()) and held.unique().numel() > 1

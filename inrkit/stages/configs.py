@@ -89,6 +89,7 @@ class MetaConfig:
                                  "builtin: set).")
     heldout_count: int | None = option(None, "Use the first N held-out images.")
     functasets: bool = option(True, "Encode the training and held-out sets at the end.")
+    labels: bool = option(False, "Store class labels (sub-folder names, digits, ...) in those functasets.")
     encode_steps: int = option(3, "Inner steps when encoding the functasets.")
     encode_batch: int = option(64, "Images per encoding batch.", cli=False)
     workers: int = option(2, "Data-decoding processes.")

@@ -67,7 +67,7 @@ def _setup(cfg, shape, dev, options: dict):
     seed_all(cfg.seed)
     model = SpatialFuncta(shape, cfg.resolution, cfg.channels, cfg.width, cfg.depth, cfg.w0, cfg.interp,
                           cfg.kernel, cfg.coords, cfg.siren_bias).to(dev)
-    dataset = open_dataset(cfg.data, cfg.resolution, cfg.channels, count=cfg.count)
+    dataset = open_dataset(cfg.data, cfg.resolution, cfg.channels, labels=cfg.labels, count=cfg.count)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     pictures = torch.stack([dataset[i][0] for i in range(min(PICTURE_ITEMS, len(dataset)))]).to(dev)
     objective = MetaObjective(model=model, optimizer=optimizer, inner_steps=cfg.inner_steps,
@@ -103,7 +103,8 @@ def _check_options(cfg) -> tuple[int, int, int]:
     return shape
 
 
-def _heldout_dataset(data: str, heldout: str | None, count: int | None, resolution: int, channels: int):
+def _heldout_dataset(data: str, heldout: str | None, count: int | None, resolution: int, channels: int,
+                     labels: bool = False):
     """The held-out images: --heldout, or a builtin set's heldout split (the training spec with its split and,
     when --heldout-count is given, its count dropped); None when there are none."""
     from urllib.parse import urlencode
@@ -112,29 +113,29 @@ def _heldout_dataset(data: str, heldout: str | None, count: int | None, resoluti
     from inrkit.data.builtin import parse_spec
 
     if heldout is not None:
-        return open_dataset(heldout, resolution, channels, count=count)
+        return open_dataset(heldout, resolution, channels, labels=labels, count=count)
     if not data.startswith("builtin:"):
         return None
     name, query = parse_spec(data)
     query = {k: v for k, v in query.items() if k != "split" and not (k == "count" and count is not None)}
     spec = f"builtin:{name}" + (f"?{urlencode(query)}" if query else "")
-    return open_dataset(spec, resolution, channels, split="heldout", count=count)
+    return open_dataset(spec, resolution, channels, labels=labels, split="heldout", count=count)
 
 
 def _final_functasets(model, out: Path, run_dir: Path, dataset, cfg) -> dict:
     """Encode the training and held-out sets with the final model (Sec. 4: 3 steps from zero)."""
     metrics, steps = {}, cfg.encode_steps
-    held = _heldout_dataset(cfg.data, cfg.heldout, cfg.heldout_count, cfg.resolution, cfg.channels)
+    held = _heldout_dataset(cfg.data, cfg.heldout, cfg.heldout_count, cfg.resolution, cfg.channels, cfg.labels)
     for name, ds in (("train", dataset), ("heldout", held)):
         if ds is None:
             print0("no held-out images (pass --heldout); only the training functaset is written.")
             continue
         path = run_dir / f"functaset-{name}.safetensors"
-        if _up_to_date(path, out, ds):
+        if _up_to_date(path, out, ds, cfg.labels):
             m = artifacts.read(path, kind=SET_KIND).metrics
             print0(f"{path} is up to date with {out}; not encoding it again.")
         else:
-            made = dict(model=str(out), data=ds.spec, split=ds.split, steps=steps)
+            made = dict(model=str(out), data=ds.spec, split=ds.split, steps=steps, labels=cfg.labels)
             m = write_functaset(path, model.eval(), out, ds, steps=steps, batch=cfg.encode_batch,
                                 workers=cfg.workers, progress=cfg.progress, options=made)
         metrics[f"{name}_psnr"] = m["psnr"]
@@ -142,10 +143,12 @@ def _final_functasets(model, out: Path, run_dir: Path, dataset, cfg) -> dict:
     return metrics
 
 
-def _up_to_date(path: Path, model_path: Path, dataset) -> bool:
-    """A functaset already encoded from this very model file and these images (a rerun of a finished run)."""
+def _up_to_date(path: Path, model_path: Path, dataset, labels: bool) -> bool:
+    """A functaset already encoded from this very model file and these images, with labels as asked (a rerun of
+    a finished run)."""
     if not path.is_file():
         return False
     art = artifacts.read(path, kind=SET_KIND)
     return (art.config.get("model_sha256") == artifacts.sha256(model_path)
-            and art.config.get("data", {}).get("fingerprint") == dataset.fingerprint)
+            and art.config.get("data", {}).get("fingerprint") == dataset.fingerprint
+            and bool(art.options.get("labels", False)) == labels)

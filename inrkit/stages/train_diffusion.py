@@ -42,6 +42,9 @@ def train_diffusion(data: str, out: Path, **options) -> dict:
         raise InrkitError(f"{cfg.data} has no class labels, so --cond cannot train a conditional model; encode it "
                           "with --labels or pass --no-cond.")
     conditional = has_labels if cfg.cond is None else cfg.cond
+    if cfg.cond is None and not has_labels:
+        print0(f"{cfg.data} has no class labels: training an unconditional model (encode with --labels for a "
+               "conditional one).")
     dev = pick_device(cfg.device)
     runtime.init_distributed(dev)
     latent = "x".join(str(v) for v in train.latents.shape[1:])
