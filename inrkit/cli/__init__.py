@@ -68,6 +68,9 @@ def render(
     out: Path = typer.Option(Path("out/render.png"), help="Output .png (video: .gif or a folder of frames)."),
     size: str | None = typer.Option(None, help="Output size N or HxW (any resolution)."),
     scale: float | None = typer.Option(None, help="Grid density relative to training: 2 = superresolution."),
+    fps_scale: int | None = typer.Option(None, "--fps-scale", help="Video field: render K times as many frames, "
+                                         "the in-between times (temporal superresolution); every K-th frame is a "
+                                         "plain render's."),
     grid: str | None = typer.Option(None, help="Coordinate range lo,hi or lo_x,hi_x,lo_y,hi_y; training "
                                        "range is 0,1 (e.g. --grid=-0.3,1.3 zooms out)."),
     chunk: int = typer.Option(2**16, help="Points per evaluation chunk (bounds memory)."),
@@ -102,7 +105,7 @@ def render(
 
     if chunk < 1:
         raise InrkitError("--chunk must be at least 1.")
-    run(artifact, out, size=parse_size(size) if size else None, scale=scale,
+    run(artifact, out, size=parse_size(size) if size else None, scale=scale, fps_scale=fps_scale,
         grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device,
         index=parse_index(index) if index else None, model=model, perturb=perturb,
         seeds=_seeds(seeds, "--seeds"), psi=psi, interpolate=_seeds(interpolate, "--interpolate"), steps=steps,

@@ -93,3 +93,16 @@ def evaluate(field, shape: tuple[int, ...], ranges: list[Range] | None = None, c
             out = torch.empty(total, values.shape[-1])
         out[start : start + values.shape[0]] = values
     return out.view(*shape, -1)
+
+
+def subframe_ranges(shape: tuple[int, ...], ranges: list[Range] | None, fps_scale: int) -> list[list[Range] | None]:
+    """The K = fps_scale grids whose frames, interleaved, make a video K times as dense in time (temporal
+    superresolution): grid i is the video grid `shape` (T, H, W) over `ranges` moved i / K of a frame later, so
+    frame K t + i of the interleaving sits at time lo + (hi - lo) (t + 0.5 + i / K) / T. Grid 0 is the plain grid
+    itself (every K-th frame is exactly a plain render's frame t); the others lie between the frames, the last
+    K - 1 up to 1 - 1/K of a frame past the last one. fps_scale 1: [ranges] unchanged."""
+    if fps_scale == 1:
+        return [ranges]
+    base = list(ranges) if ranges else [(0.0, 1.0)] * len(shape)
+    (lo, hi), step = base[0], (base[0][1] - base[0][0]) / (shape[0] * fps_scale)
+    return [[(lo + i * step, hi + i * step), *base[1:]] for i in range(fps_scale)]

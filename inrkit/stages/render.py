@@ -24,6 +24,7 @@ def render(
     out: Path,                         # .png for images; .gif or a folder of PNG frames for video
     size: tuple[int, ...] | None = None,   # output (H, W); default: training size x scale
     scale: float | None = None,        # grid density relative to training (2 = superresolution)
+    fps_scale: int | None = None,      # video field: K times as many frames, the in-between times (default 1)
     grid: list[Range] | None = None,   # spatial coordinate ranges in axis order (y, x); training range is [0, 1]
     chunk: int = 2**16,                # points per evaluation chunk (bounds memory at any size)
     device: str = "auto",
@@ -45,9 +46,11 @@ def render(
     compile: bool = False,             # torch.compile the model's forward
 ) -> Path:
     """Draw any INR artifact through its family's renderer; return the path written."""
-    options = dict(index=index, model=model, perturb=perturb, seeds=seeds, psi=psi, interpolate=interpolate,
-                   steps=steps, space=space, frequencies=frequencies or None, label=label, cfg=cfg, sampler=sampler,
-                   eta=eta, save_latents=save_latents)
+    if fps_scale is not None and (type(fps_scale) is not int or fps_scale < 1):  # a bool is no frame count
+        raise InrkitError(f"--fps-scale must be a whole number of at least 1, got {fps_scale}.")
+    options = dict(fps_scale=fps_scale, index=index, model=model, perturb=perturb, seeds=seeds, psi=psi,
+                   interpolate=interpolate, steps=steps, space=space, frequencies=frequencies or None, label=label,
+                   cfg=cfg, sampler=sampler, eta=eta, save_latents=save_latents)
     options = {k: v for k, v in options.items() if v is not None}  # not given: the family's default
     require_writable(out, folder=not Path(out).suffix)  # a video's frames go to a folder
     kind = artifacts.kind_of(artifact)
