@@ -124,9 +124,19 @@ def _diffusion(folder: Path) -> artifacts.Artifact:
                               functa_model(), "0" * 64, classes=[], parents={}, options={}, metrics={})
 
 
+def _ginr(folder: Path) -> artifacts.Artifact:
+    from inrkit.models.ginr import LocalityAwareINR, ginr_config
+
+    torch.manual_seed(0)
+    model = LocalityAwareINR(ginr_config(resolution=8, patch=4, tokens=3, width=8, depth=1, heads=2, dim=8,
+                                         features=4, sigmas=(4.0, 2.0), sigma_q=2.0, decoder_heads=2))
+    return artifacts.Artifact(kind="ginr-model", tensors=model.state_dict(), config=dict(model=model.config),
+                              options=dict(arch="ginr", lr=1e-3), metrics=dict(step=2, images=8))
+
+
 MAKERS = {"field": _field, "functa-model": _functa, "functaset": _functaset, "generator": _generator,
           "latents": _latents, "train-state": _train_state, "classifier": _classifier,
-          "diffusion": _diffusion}
+          "diffusion": _diffusion, "ginr-model": _ginr}
 
 
 def all_kinds() -> tuple[str, ...]:

@@ -241,7 +241,9 @@ def test_real_help_shows_defaults_from_the_configs(monkeypatch, capsys):
 def test_resume_keys_are_the_stages_training_keys():
     assert set(config.resume_keys(MetaConfig)) == {
         "data", "count", "arch", "latent", "interp", "kernel", "resolution", "channels", "width", "depth", "w0",
-        "coords", "siren_bias", "inner_steps", "first_order", "lr", "batch", "seed"}
+        "coords", "siren_bias", "inner_steps", "first_order", "lr", "batch", "seed",
+        "patch", "tokens", "encoder_width", "encoder_depth", "encoder_heads", "dim", "features", "sigmas", "sigma_q",
+        "decoder_heads", "selective", "multiband", "fraction"}  # --arch ginr
     assert set(config.resume_keys(TrainGanConfig)) == {
         "data", "arch", "resolution", "channels", "blocks", "fmm_rank", "modulation", "fourier", "multiscale",
         "upsample", "fourier_scale", "z_dim", "flip", "hyper_hidden", "d_channel_base", "d_channel_max", "batch",

@@ -2,15 +2,19 @@
 selective token aggregation, invariance to the tokens' order, the frequency features' bandwidth, what each Table 3
 ablation removes, evaluation at any coordinates, and a tiny encoder + decoder that learns a few images."""
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import inrkit
+from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import make_grid
 from inrkit.metrics.image import psnr_per_item
+from inrkit.models import registry
 from inrkit.models.ginr import (
     FrequencyFeatures,
     LocalityAwareDecoder,
@@ -21,6 +25,8 @@ from inrkit.models.ginr import (
     log_frequencies,
     patchify,
 )
+from inrkit.stages.meta import meta
+from inrkit.train.ginr import subsample
 
 
 def tiny_config(**kw):
@@ -239,3 +245,58 @@ def test_tiny_encoder_and_decoder_learn_a_few_images(ablation):
         optimizer.step()
     after = psnr()
     assert after > before + 8, (before, after)
+
+
+# ---------------------------------------------------------------- inrkit meta --arch ginr
+
+GINR_META = dict(arch="ginr", resolution=16, patch=4, tokens=8, encoder_width=32, encoder_depth=1, encoder_heads=2,
+                 dim=32, features=16, sigmas="8,4", sigma_q=2.0, batch=4, lr=1e-3, tick=1, workers=0,
+                 progress=False, functasets=False, device="cpu")
+DATA = "builtin:photos?count=8"
+
+
+def stats(out):
+    lines = (out.with_suffix("") / "stats.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def test_meta_ginr_trains_a_ginr_model_through_the_registry_and_resumes_bit_identically(tmp_path):
+    straight, split = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    done = meta(DATA, straight, steps=8, snapshot=4, **GINR_META)
+    meta(DATA, split, steps=4, snapshot=4, **GINR_META)
+    again = meta(DATA, split, steps=8, snapshot=4, **GINR_META)  # resumes at step 4
+    assert again["run_steps"] == 4 and again["parameters_sha256"] == done["parameters_sha256"]
+    psnr = [r["psnr"] for r in stats(straight)]
+    assert len(psnr) == 8 and psnr[-1] > psnr[0] + 1, psnr
+    assert artifacts.kind_of(straight) == "ginr-model"
+    model = inrkit.load(straight)
+    assert isinstance(model, LocalityAwareINR) and not model.training
+    tokens = model.encode(torch.rand(2, 3, 16, 16) * 2 - 1)
+    family = registry.family_of("ginr-model")
+    assert family.render_codes(model, tokens, (9, 31)).shape == (2, 9, 31, 3)
+    assert (straight.with_suffix("") / "reconstructions-0000008.png").is_file()
+
+
+def test_meta_ginr_supervises_a_random_fraction_of_pixels(tmp_path):
+    full, part = tmp_path / "full.safetensors", tmp_path / "part.safetensors"
+    a = meta(DATA, full, steps=2, snapshot=2, **GINR_META)
+    b = meta(DATA, part, steps=2, snapshot=2, fraction=0.25, **GINR_META)
+    c = meta(DATA, tmp_path / "again.safetensors", steps=2, snapshot=2, fraction=0.25, **GINR_META)
+    assert a["parameters_sha256"] != b["parameters_sha256"] == c["parameters_sha256"]
+    coords, targets = make_grid((4, 4)).view(16, 2), torch.rand(3, 16, 3)
+    picked, values = subsample(coords, targets, 0.25, [5, 6, 5])
+    assert picked.shape == (3, 4, 2) and values.shape == (3, 4, 3)
+    assert torch.equal(picked[0], picked[2]) and not torch.equal(picked[0], picked[1])
+    index = (picked[1] * 4 - 0.5).round().long()  # each picked target is the target at its coordinate
+    assert torch.equal(values[1], targets[1, index[:, 0] * 4 + index[:, 1]])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(patch=17), "cannot tile 16x16"), (dict(fraction=0.0), "--fraction must be in"),
+    (dict(sigmas="8,x"), "not a list of bandwidths"), (dict(encoder_heads=3), "multiple of its 3 heads"),
+])
+def test_meta_ginr_refuses_sizes_that_cannot_work_and_writes_nothing(tmp_path, options, message):
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(InrkitError, match=message):
+        meta(DATA, out, steps=1, **{**GINR_META, **options})
+    assert not out.exists() and not out.with_suffix("").exists()

@@ -36,6 +36,7 @@ from inrkit.fields import family as fields
 from inrkit.models import classifier_family as classifier
 from inrkit.models import diffusion_family as diffusion
 from inrkit.models import functa_family as functa
+from inrkit.models import ginr_family as ginr
 from inrkit.models import inrgan_family as inrgan
 from inrkit.models.inrgan import InrGanGenerator
 
@@ -68,6 +69,7 @@ FAMILIES = (
     Family("diffusion", kinds=(diffusion.KIND,), build=diffusion.build, render_codes=diffusion.render_codes,
            render=diffusion.render, render_kinds=(diffusion.KIND,), render_options=diffusion.RENDER_OPTIONS,
            sampler=diffusion.sampler),
+    Family("GINR", kinds=(ginr.MODEL_KIND,), build=ginr.build, render_codes=ginr.render_codes),
 )
 
 

@@ -59,7 +59,8 @@ class MetaConfig:
 
     data: str = option(help="Training images: a folder, .zip, shards or builtin:NAME.", resume=True)
     out: Path = option(Path("out/functa.safetensors"), "functa-model artifact; run folder beside it.")
-    arch: str = option("spatial-functa", "spatial-functa | functa (flat latent).", resume=True)
+    arch: str = option("spatial-functa", "spatial-functa | functa (flat latent) | ginr (locality-aware GINR).",
+                       resume=True)
     latent: str = option("8x8x16", "Latent shape SxSxC, e.g. 8x8x16; C alone is a flat functa.", resume=True,
                          metavar="SxSxC")  # App. C.1: 8x8x16 or 4x4x64 on CIFAR-10
     interp: str = option("nearest", "nearest (per-patch coordinates) | bilinear (binary coordinates).",
@@ -74,6 +75,24 @@ class MetaConfig:
                          "signed (the same mapped to [-1, 1]).", resume=True)  # App. C; signed: inrkit before #11
     siren_bias: str = option("zero", "SIREN bias init: zero (functa code) | uniform (Sitzmann et al.).",
                              resume=True)  # B.1: the reference code's zero biases
+    # --arch ginr: locality-aware generalizable INR (Lee et al. 2023); defaults are App. A's 178 x 178 setting
+    patch: int = option(9, "GINR: patch side of the encoder (zero padding where it does not divide).",
+                        resume=True)  # App. A: 9 for 178 px (400 patches), 16 for 256, 32 for 512, 48 for 1024
+    tokens: int = option(256, "GINR: latent tokens R.", resume=True)  # App. A: 256
+    encoder_width: int = option(768, "GINR: encoder Transformer width.", resume=True)  # App. A: 12 heads of 64
+    encoder_depth: int = option(6, "GINR: encoder Transformer blocks.", resume=True)  # App. A: 6
+    encoder_heads: int = option(12, "GINR: encoder attention heads.", resume=True)  # App. A: 12
+    dim: int = option(256, "GINR: decoder width d (and the tokens' width).", resume=True)  # App. A: 256
+    features: int = option(256, "GINR: frequency features per bandwidth.", resume=True)  # App. A: d_F = 256
+    sigmas: str = option("128,32", "GINR: modulation bandwidths sigma_1,...,sigma_L.", resume=True,
+                         metavar="S1,S2,...")  # App. A: (128, 32); (256, 64) for FFHQ 1024
+    sigma_q: float = option(16.0, "GINR: bandwidth of the attention query.", resume=True)  # App. A: 16 (1024: 32)
+    decoder_heads: int = option(2, "GINR: heads of selective token aggregation.", resume=True)  # App. A: 2/4/8
+    selective: bool = option(True, "GINR: selective token aggregation (off: IPC's pattern composer, Table 3).",
+                             resume=True)
+    multiband: bool = option(True, "GINR: multi-band modulation (off: a plain MLP stack, Table 3).", resume=True)
+    fraction: float = option(1.0, "GINR: fraction of each image's pixels supervised per step.",
+                             resume=True)  # App. A: 0.1 for FFHQ 1024
     inner_steps: int = option(3, "Inner SGD steps from zero latents.", resume=True)  # Sec. 4: 3
     first_order: bool = option(False, "Gradients through the inner loop: second order by default.",
                                resume=True)  # treat inner gradients as constants (no second-order terms)

@@ -1,4 +1,5 @@
-"""`inrkit meta`: meta-learn (spatial) functa on a dataset, then encode it to functasets.
+"""`inrkit meta`: meta-learn (spatial) functa on a dataset, then encode it to functasets; or, with --arch ginr,
+train the locality-aware generalizable INR (inrkit/stages/meta_ginr.py: kind `ginr-model`, no functasets yet).
 
 Writes OUT (kind `functa-model`: config + SIREN, latent-to-modulation conv and Meta-SGD rates) at every
 snapshot, and a run folder OUT without its suffix holding the training state (state.safetensors: model,
@@ -26,12 +27,13 @@ from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
 from inrkit.models.functa_family import SET_KIND
+from inrkit.stages import meta_ginr
 from inrkit.stages.configs import MetaConfig
 from inrkit.stages.encode import write_functaset
 from inrkit.train.loop import Run, Schedule, resume, training_loop
 from inrkit.train.metalearn import MetaObjective
 
-ARCHS = ("spatial-functa", "functa")
+ARCHS = ("spatial-functa", "functa", "ginr")  # ginr: inrkit/stages/meta_ginr.py
 PICTURE_ITEMS = 8  # training images shown in each snapshot picture
 
 
@@ -55,7 +57,9 @@ def meta(data: str, out: Path, **options) -> dict:
     print0(f"meta-learned {pos['step']} steps ({done} in this run, {seconds_run:.0f} s) -> {out}")
     metrics = dict(step=pos["step"], run_steps=done, run_seconds=seconds_run,
                    parameters_sha256=parameters_sha256(objective.model))
-    if cfg.functasets:
+    if cfg.functasets and cfg.arch == "ginr":
+        print0("--arch ginr encodes no functasets yet: its token functasets are not implemented.")
+    elif cfg.functasets:
         metrics.update(_final_functasets(objective.model, out, run.run_dir, dataset, cfg))
     return metrics
 
@@ -65,9 +69,12 @@ def _setup(cfg, shape, dev, options: dict):
     from inrkit.data import open_dataset
 
     seed_all(cfg.seed)
-    model = SpatialFuncta(shape, cfg.resolution, cfg.channels, cfg.width, cfg.depth, cfg.w0, cfg.interp,
-                          cfg.kernel, cfg.coords, cfg.siren_bias).to(dev)
+    model = None if cfg.arch == "ginr" else SpatialFuncta(shape, cfg.resolution, cfg.channels, cfg.width, cfg.depth,
+                                                          cfg.w0, cfg.interp, cfg.kernel, cfg.coords,
+                                                          cfg.siren_bias).to(dev)
     dataset = open_dataset(cfg.data, cfg.resolution, cfg.channels, labels=cfg.labels, count=cfg.count)
+    if model is None:
+        return meta_ginr.setup(cfg, dev, options, dataset), dataset
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     pictures = torch.stack([dataset[i][0] for i in range(min(PICTURE_ITEMS, len(dataset)))]).to(dev)
     objective = MetaObjective(model=model, optimizer=optimizer, inner_steps=cfg.inner_steps,
@@ -86,14 +93,18 @@ def _batches(dataset, cfg):
                                      workers=cfg.workers, device=pick_device(cfg.device))
 
 
-def _check_options(cfg) -> tuple[int, int, int]:
-    """Fail fast, in one sentence, on options that cannot work."""
+def _check_options(cfg) -> tuple[int, int, int] | None:
+    """Fail fast, in one sentence, on options that cannot work; the functa latent shape (None for ginr)."""
     require_writable(cfg.out, ".safetensors")
     require_choice("arch", cfg.arch, ARCHS)
-    shape = parse_latent(cfg.latent)
-    if cfg.arch == "functa" and shape[0] != 1:
-        raise InrkitError(f"--arch functa has a flat latent; write --latent {shape[2]} or use spatial-functa.")
-    check_latent_fits(shape, cfg.resolution)
+    shape = None
+    if cfg.arch == "ginr":
+        meta_ginr.model_config(cfg)  # patch, fraction and the model's sizes
+    else:
+        shape = parse_latent(cfg.latent)
+        if cfg.arch == "functa" and shape[0] != 1:
+            raise InrkitError(f"--arch functa has a flat latent; write --latent {shape[2]} or use spatial-functa.")
+        check_latent_fits(shape, cfg.resolution)
     require_at_least(1, batch=cfg.batch, steps=cfg.steps, snapshot=cfg.snapshot, tick=cfg.tick)
     require_at_least(0, inner_steps=cfg.inner_steps)
     if cfg.seconds is not None and not cfg.seconds > 0:

@@ -86,7 +86,12 @@ class MetaObjective:
 def save_reconstructions(run_dir: Path, model, images: torch.Tensor, step: int, inner_steps: int) -> None:
     """Targets (top row) above their inner-loop reconstructions (bottom row), and the PSNR curve."""
     z, _ = encode(model, images, inner_steps)
-    recon = decode(model, z)
+    save_sheet(run_dir, images, decode(model, z), step, f"PSNR after {inner_steps} inner steps (dB)")
+
+
+def save_sheet(run_dir: Path, images: torch.Tensor, recon: torch.Tensor, step: int, ylabel: str) -> None:
+    """reconstructions-STEP.png: images (P, C, H, W) in [-1, 1] (top row) above recon (P, C, H, W) in [0, 1]
+    (bottom row); and psnr.png, the PSNR of stats.jsonl against the step."""
     sheet = image_grid(torch.cat([(images + 1) / 2, recon]).permute(0, 2, 3, 1), columns=len(images), gap=0,
                        zoom_to=96)  # small images are enlarged so the picture is readable
     save_png(run_dir / f"reconstructions-{step:07d}.png", sheet)
@@ -94,4 +99,4 @@ def save_reconstructions(run_dir: Path, model, images: torch.Tensor, step: int, 
     history = [json.loads(line) for line in lines if line.strip()]
     if history:
         plot_curve(run_dir / "psnr.png", [h["step"] for h in history], [h["psnr"] for h in history], "outer step",
-                   f"PSNR after {inner_steps} inner steps (dB)", "meta-learning")
+                   ylabel, "meta-learning")
