@@ -5,7 +5,8 @@ pixel centres -> the mean over the batch of each image's MSE against the image i
 betas (0.9, 0.999), constant rate), gradients averaged over ranks by one all_reduce. With `fraction` < 1 each
 image is supervised at its own random round(fraction * H * W) pixels (App. A: 10% for FFHQ 1024). Those pixels
 are drawn from a generator seeded by (seed, the image's place in the global stream, the rank), so they are the
-same on a resume and at any batch size, and no generator state has to be saved.
+same on a resume and at any batch size, and no generator state has to be saved (they are drawn on the
+training device, so a CUDA run draws other pixels than a CPU run of the same seed).
 
 Shapes: targets (B, H*W, C) in [0, 1]; coordinates (H*W, 2) shared, or (B, n, 2) per image when subsampled.
 """
@@ -30,9 +31,9 @@ def subsample(coords: torch.Tensor, targets: torch.Tensor, fraction: float,
               keys: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's own random pixels: coords (N, 2), targets (B, N, C) -> (B, n, 2), (B, n, C), n =
     max(1, round(fraction * N)); image b's pixels come from a generator seeded with keys[b]."""
-    n = max(1, round(fraction * coords.shape[0]))
-    picks = torch.stack([torch.randperm(coords.shape[0], generator=torch.Generator().manual_seed(k))[:n]
-                         for k in keys]).to(coords.device)  # (B, n)
+    n, dev = max(1, round(fraction * coords.shape[0])), coords.device
+    picks = torch.stack([torch.randperm(coords.shape[0], generator=torch.Generator(dev).manual_seed(k), device=dev)[:n]
+                         for k in keys])  # (B, n), drawn where the pixels are (no host copy on CUDA)
     return coords[picks], torch.gather(targets, 1, picks[..., None].expand(-1, -1, targets.shape[-1]))
 
 
