@@ -4,6 +4,10 @@ ablation removes, evaluation at any coordinates, and a tiny encoder + decoder th
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -262,9 +266,10 @@ def stats(out):
 
 def test_meta_ginr_trains_a_ginr_model_through_the_registry_and_resumes_bit_identically(tmp_path):
     straight, split = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    done = meta(DATA, straight, steps=8, snapshot=4, **GINR_META)
-    meta(DATA, split, steps=4, snapshot=4, **GINR_META)
-    again = meta(DATA, split, steps=8, snapshot=4, **GINR_META)  # resumes at step 4
+    options = dict(GINR_META, fraction=0.5)  # the pixel subsets resume too
+    done = meta(DATA, straight, steps=8, snapshot=4, **options)
+    meta(DATA, split, steps=4, snapshot=4, **options)
+    again = meta(DATA, split, steps=8, snapshot=4, **options)  # resumes at step 4
     assert again["run_steps"] == 4 and again["parameters_sha256"] == done["parameters_sha256"]
     psnr = [r["psnr"] for r in stats(straight)]
     assert len(psnr) == 8 and psnr[-1] > psnr[0] + 1, psnr
@@ -300,3 +305,20 @@ def test_meta_ginr_refuses_sizes_that_cannot_work_and_writes_nothing(tmp_path, o
     with pytest.raises(InrkitError, match=message):
         meta(DATA, out, steps=1, **{**GINR_META, **options})
     assert not out.exists() and not out.with_suffix("").exists()
+
+
+@pytest.mark.slow
+def test_meta_ginr_under_torchrun_keeps_ranks_identical_and_matches_one_process(tmp_path):
+    """2 CPU processes (gloo) of batch 2 each: the same parameters on both ranks, close to one process of 4."""
+    script, out, single = tmp_path / "ddp.py", tmp_path / "ddp.safetensors", tmp_path / "single.safetensors"
+    script.write_text("import sys\nfrom inrkit.core import runtime\nfrom inrkit.stages.meta import meta\n"
+                      f"m = meta({DATA!r}, sys.argv[1], steps=3, snapshot=3, **{GINR_META!r})\n"
+                      "open(sys.argv[1] + f'.rank{runtime.rank()}', 'w').write(m['parameters_sha256'])\n")
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = subprocess.run([torchrun, "--nproc_per_node", "2", str(script), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "ddp.safetensors.rank0").read_text() == (tmp_path / "ddp.safetensors.rank1").read_text()
+    meta(DATA, single, steps=3, snapshot=3, **GINR_META)
+    two, one = artifacts.read(out).tensors, artifacts.read(single).tensors
+    assert all(torch.allclose(two[k], one[k], rtol=1e-4, atol=1e-6) for k in one)
