@@ -94,3 +94,14 @@ def test_build_field_round_trip(cfg):
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(InrkitError, match="unknown field architecture"):
         build_field({"arch": "nope"})
+
+
+def test_pe_mlp_per_layer_widths():
+    """Supp. B's widths: 8 layers [512, 384, 256 x 5, 3] with L = 13 is Table 1's PE MLP (0.59M parameters)."""
+    f = FourierMLP(in_dim=2, out_dim=3, depth=8, widths=[512, 384, 256, 256, 256, 256, 256], frequencies=13)
+    assert [m.out_features for m in f.linears] == [512, 384, 256, 256, 256, 256, 256, 3]
+    assert round(sum(p.numel() for p in f.parameters()) / 1e4) == 59 and f.config["widths"][:2] == [512, 384]
+    assert "widths" not in FourierMLP(depth=3).config  # without them, an artifact has --width throughout
+    assert build_field(f.config)(torch.zeros(1, 2)).shape == (1, 3)
+    with pytest.raises(InrkitError, match="depth - 1 = 7 positive values"):
+        FourierMLP(depth=8, widths=[16, 16])

@@ -98,12 +98,16 @@ def test_layer_forward_and_gradients_match_eq3(blend):
         torch.testing.assert_close(a, b)
 
 
+KAIMING_BOUND = math.sqrt(6 / (1 + 0.2**2))  # uniform Kaiming for Leaky ReLU 0.2: U(+-KAIMING_BOUND / sqrt(fan_in))
+
+
 def test_layer_init_and_buffers():
     A, b = torch.eye(2) * 4, torch.tensor([0.5, 0.25])
     layer = LoELinear(16, 8, 2, 2, A, b)
     assert layer.weight.shape == (4, 16, 8)
-    assert layer.weight.abs().max() <= 1 / math.sqrt(16)
-    assert layer.weight.std() > 0.5 / math.sqrt(3 * 16)  # uniform over the whole +-1/sqrt(in) range
+    bound = KAIMING_BOUND / math.sqrt(16)  # each candidate is a layer of fan-in 16 (supp. A)
+    assert layer.weight.abs().max() <= bound
+    assert layer.weight.std() > 0.9 * bound / math.sqrt(3)  # uniform over the whole range
     assert torch.equal(layer.bias, torch.zeros(8))
     state = layer.state_dict()
     assert torch.equal(state["A"], A) and torch.equal(state["b"], b)
@@ -122,6 +126,16 @@ def test_arrangement_scales():
     assert scales("fine-to-coarse") == [256, 256, 128, 64, 32, 16, 8, 4, 2]
     assert scales("interleaved") == [256] * 9
     assert scales("chunked") == [2] * 9
+    # supp. B, Table 6: A_1 = 4 I, A_i = 4^(i-1) * 2 I, capped at the pixel pitch (dagger)
+    assert scales("table6", tile=4, n_layers=7, resolution=8192) == [4, 8, 32, 128, 512, 2048, 8192]
+    assert scales("table6", tile=4, n_layers=7, resolution=512) == [4, 8, 32, 128, 512, 512, 512]
+    # supp. C: 2^3 tiles on layer 1, 4^3 on the next 4 -> grid resolutions 2, 8, 32, 128, 512
+    assert scales("coarse-to-fine", tile=[2, 4, 4, 4, 4], n_layers=5, resolution=512) == [2, 8, 32, 128, 512]
+    assert scales("chunked", tile=[2, 4, 4], n_layers=3) == [2, 4, 4]
+    with pytest.raises(InrkitError, match="2 tile sizes given for 3 LoE layers"):
+        arrangement("coarse-to-fine", 3, [2, 4], 2, 64)
+    with pytest.raises(InrkitError, match="explicit"):
+        arrangement("explicit", 3, 2, 2, 64)
     # coarse-to-fine layer 1 covers [0, 1] exactly once: every candidate, each on one cell
     layer = LoELinear(1, 1, 2, 2, *arrangement("coarse-to-fine", 1, 2, 2, 64)[0])
     index = layer.blend(make_grid((64, 64)).reshape(-1, 2))[0].reshape(64, 64)
@@ -166,6 +180,9 @@ GRID_CASES = [
     ((16, 16), 4, "coarse-to-fine", 16, 3),
     ((8, 8, 8), 2, "coarse-to-fine", 8, 4),
     ((8, 8, 8), 2, "fine-to-coarse", 8, 4),
+    ((16, 16), [4, 2, 2], "coarse-to-fine", 16, 4),  # per-layer tiles
+    ((8, 16, 16), [2, 4, 2], "coarse-to-fine", 16, 4),  # supp. C's shape of tiles on a video grid
+    ((16, 16), [4, 4, 4], "table6", 16, 4),
 ]
 
 
@@ -173,10 +190,14 @@ GRID_CASES = [
 @pytest.mark.parametrize("shape,tile,name,resolution,depth", GRID_CASES)
 def test_fast_grid_path_matches_generic_path(blend, shape, tile, name, resolution, depth):
     torch.manual_seed(0)
+    tiles = dict(tiles=tile) if isinstance(tile, list) else dict(tile=tile)
     field = LoEField(
-        in_dim=len(shape), out_dim=2, width=8, depth=depth, tile=tile, blend=blend,
-        arrangement=name, resolution=resolution, frequencies=3,
+        in_dim=len(shape), out_dim=2, width=8, depth=depth, blend=blend,
+        arrangement=name, resolution=resolution, frequencies=3, **tiles,
     ).double()  # fmt: skip
+    if name == "coarse-to-fine" and len(shape) == 3 and isinstance(tile, list):  # 8 frames: scale 16 > 8
+        assert field.grid_plan(shape) is None
+        shape = (16, 16, 16)
     assert field.grid_plan(shape) is not None  # the structured path is the one under test
     fast = field.forward_grid(shape)
     generic = field(make_grid(shape).double())
@@ -235,11 +256,15 @@ def reference_field(field: LoEField, coords: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("blend", ["nearest", "linear"])
-@pytest.mark.parametrize("frequencies,loe_layers", [(3, None), (0, None), (3, 2)])
-def test_generic_field_matches_reference(blend, frequencies, loe_layers):
+@pytest.mark.parametrize("frequencies,loe_layers,per_layer", [
+    (3, None, {}), (0, None, {}), (3, 2, {}),
+    (3, None, dict(widths=[12, 8, 6, 4], tiles=[2, 4, 3, 2])),  # per-layer widths and tiles (supp. B, C)
+])
+def test_generic_field_matches_reference(blend, frequencies, loe_layers, per_layer):
     torch.manual_seed(0)
     field = LoEField(
-        width=8, depth=5, tile=2, blend=blend, resolution=16, frequencies=frequencies, loe_layers=loe_layers
+        width=8, depth=5, tile=2, blend=blend, resolution=16, frequencies=frequencies, loe_layers=loe_layers,
+        **per_layer,
     ).double()
     coords = random_coords(500, 2)
     out = field(coords)
@@ -285,3 +310,54 @@ def test_macs_per_sample():
     assert LoEField(in_dim=3, blend="linear", depth=3).macs_per_sample() == 8 * (pe3 * 64 + 64 * 64) + 64
     assert LoEField(frequencies=0, depth=3).macs_per_sample() == CONSTANT_INPUT_DIM * 64 + 64 * 64 + 64
     assert LoEField(depth=4, loe_layers=1).macs_per_sample() == pe * 64 + 2 * 64 * 64 + 64
+
+
+def test_per_layer_widths_and_tiles_build_the_layers_asked_for():
+    field = LoEField(in_dim=3, out_dim=3, depth=6, widths=[32, 24, 16, 16, 16], tiles=[2, 4, 4, 4, 4],
+                     resolution=512, frequencies=2)
+    assert [tuple(layer.weight.shape) for layer in field.loe] == [
+        (8, 15, 32), (64, 32, 24), (64, 24, 16), (64, 16, 16), (64, 16, 16)]
+    assert [layer.A[0, 0].item() for layer in field.loe] == [2, 8, 32, 128, 512]  # supp. C
+    assert (field.plain[0].in_features, field.plain[0].out_features) == (16, 3)
+    assert field.config["widths"] == [32, 24, 16, 16, 16] and field.config["tiles"] == [2, 4, 4, 4, 4]
+    with pytest.raises(InrkitError, match=r"depth - 1 = 5 positive values"):
+        LoEField(depth=6, widths=[8, 8])
+    with pytest.raises(InrkitError, match=r"one value per LoE layer \(5\), got 2"):
+        LoEField(depth=6, tiles=[2, 4])
+
+
+def test_config_without_per_layer_keys_is_the_old_field():
+    """Artifacts from before per-layer widths and tiles rebuild as one width and one tile throughout."""
+    old = dict(arch="loe", in_dim=2, out_dim=1, width=8, depth=4, tile=4, blend="nearest",
+               arrangement="coarse-to-fine", resolution=64, frequencies=2, seed=0, loe_layers=None)
+    field = build_field(old)
+    assert [tuple(layer.weight.shape) for layer in field.loe] == [(16, 10, 8), (16, 8, 8), (16, 8, 8)]
+    assert [layer.A[0, 0].item() for layer in field.loe] == [4, 16, 64]
+    assert "widths" not in field.config and "tiles" not in field.config
+
+
+def test_every_linear_layer_has_the_uniform_kaiming_init():
+    """One initialisation (supp. A) for the LoE layers, LoE's plain layers and the PE MLP: U(+-gain sqrt(3/in))."""
+    from inrkit.fields.mlp import FourierMLP
+
+    torch.manual_seed(0)
+    loe_field, mlp = LoEField(width=256, depth=4, loe_layers=2), FourierMLP(width=256, depth=4)
+    weights = [(layer.weight, layer.in_features) for layer in [*loe_field.loe, *loe_field.plain, *mlp.linears]]
+    for w, fan_in in weights:
+        bound = KAIMING_BOUND / math.sqrt(fan_in)
+        assert w.abs().max() <= bound and w.abs().max() > 0.95 * bound
+    biases = [layer.bias for layer in [*loe_field.loe, *loe_field.plain, *mlp.linears]]
+    assert all(torch.equal(b, torch.zeros_like(b)) for b in biases)
+
+
+def test_paper_parameter_and_mac_counts():
+    """Supp. B (8 layers [512, 384, 256 x 5, 3], 7 LoE layers of 4x4 tiles, L = 13) against Table 1's 9.37M
+    parameters, and supp. C (6 layers of 256, tiles 2^3 then 4^3, L = 9) against Table 2's 16.9M and 0.28M MACs."""
+    image = LoEField(in_dim=2, out_dim=3, depth=8, widths=[512, 384, 256, 256, 256, 256, 256], tile=4,
+                     arrangement="table6", resolution=8192, frequencies=13)
+    params = sum(p.numel() for p in image.parameters())
+    assert params == 16 * (54 * 512 + 512 * 384 + 384 * 256 + 4 * 256 * 256) + 256 * 3 + 512 + 384 + 5 * 256 + 3
+    assert abs(params / 9.37e6 - 1) < 0.002
+    video = LoEField(in_dim=3, out_dim=3, width=256, depth=6, tiles=[2, 4, 4, 4, 4], resolution=512, frequencies=9)
+    assert round(sum(p.numel() for p in video.parameters()) / 1e5) == 169  # 16.9M
+    assert round(video.macs_per_sample() / 1e4) == 28  # 0.28M

@@ -1,4 +1,5 @@
-"""Coordinate fields: grids, encodings, SIREN, the Fourier-feature MLP and Levels-of-Experts."""
+"""Coordinate fields: grids, encodings, SIREN, the Fourier-feature MLP (with a coordinate embedding: PE + CE) and
+Levels-of-Experts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from inrkit.core.errors import InrkitError
 from inrkit.fields.base import Field
 from inrkit.fields.grid import make_grid
 
-ARCHS = ("siren", "pe", "loe")
+ARCHS = ("siren", "pe", "pe-ce", "loe")
 
 
 def build_field(config: dict) -> Field:
@@ -21,6 +22,10 @@ def build_field(config: dict) -> Field:
         from inrkit.fields.mlp import FourierMLP
 
         return FourierMLP(**cfg)
+    if arch == "pe-ce":
+        from inrkit.fields.pe_ce import PECEField
+
+        return PECEField(**cfg)
     if arch == "loe":
         from inrkit.fields.loe import LoEField
 

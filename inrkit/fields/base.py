@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inrkit.core.errors import InrkitError
 from inrkit.fields.grid import Range, grid_on
 
 
@@ -25,3 +26,15 @@ class Field(nn.Module):
     def macs_per_sample(self) -> int:
         """Multiply-accumulates per evaluated coordinate (linear layers only, as the LoE paper counts)."""
         raise NotImplementedError
+
+
+def hidden_widths(width: int, depth: int, widths: list[int] | None) -> list[int]:
+    """The output channels of layers 1 .. depth-1 (the last layer outputs the signal's channels): `widths` when
+    given (LoE supp. B: 512, 384, 256, ...), else `width` for every hidden layer."""
+    if widths is None:
+        return [width] * (depth - 1)
+    widths = [int(w) for w in widths]
+    if len(widths) != depth - 1 or min(widths, default=1) < 1:
+        raise InrkitError(f"per-layer widths need depth - 1 = {depth - 1} positive values (the last layer outputs "
+                          f"the signal's channels), got {len(widths)}: {widths}.")
+    return widths

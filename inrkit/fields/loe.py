@@ -29,13 +29,14 @@ from torch import nn
 
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import autocast_inputs
-from inrkit.fields.base import Field
+from inrkit.fields.base import Field, hidden_widths
 from inrkit.fields.encoding import PositionalEncoding
 from inrkit.fields.grid import Range, grid_on
+from inrkit.fields.init import SLOPE, uniform_kaiming_, uniform_kaiming_linear_
 
 BLENDS = ("nearest", "linear")
-ARRANGEMENTS = ("coarse-to-fine", "fine-to-coarse", "interleaved", "chunked", "random-affine")
-SLOPE = 0.2  # Leaky ReLU negative slope between layers (supp. A)
+# "explicit": the grid transforms are given (fit --scales), no rule computes them
+ARRANGEMENTS = ("coarse-to-fine", "table6", "fine-to-coarse", "interleaved", "chunked", "random-affine", "explicit")
 # Constant Input (no PE) variant: the first layer reads a vector of ones of this size. One is enough:
 # with ones as input, layer 1 outputs sum_j W_t[j] + b, a learnable vector per candidate whatever the
 # size, and under Kaiming-uniform init its variance is 1/3 for any size. A larger constant only
@@ -107,22 +108,36 @@ def rolled_candidates(tile: int, dim: int) -> torch.Tensor:
 
 
 def arrangement(
-    name: str, n_layers: int, tile: int, dim: int, resolution: int, seed: int = 0
+    name: str, n_layers: int, tile: int | list[int], dim: int, resolution: int, seed: int = 0
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per-layer grid transforms (A (dim, dim), b (dim,)) of q = A p + b for p in [0, 1]^dim."""
+    """Per-layer grid transforms (A (dim, dim), b (dim,)) of q = A p + b for p in [0, 1]^dim.
+
+    `tile` is the candidates per axis of every layer, or a list with one per layer. The multi-scale rules cap
+    each scale at `resolution` (Table 6's dagger: the grid pitch never finer than the pixel pitch).
+    """
+    tiles = list(tile) if isinstance(tile, (list, tuple)) else [tile] * n_layers
+    if len(tiles) != n_layers:
+        raise InrkitError(f"{len(tiles)} tile sizes given for {n_layers} LoE layers.")
     eye = torch.eye(dim)
     zero = torch.zeros(dim)
     if name == "coarse-to-fine":
-        # Layer i's tile covers [0, 1] tile**(i-1) times per axis, so layer 1 covers it exactly once;
-        # the scale stops at `resolution` (Table 6's dagger: grid pitch never finer than the pixels).
-        # Table 6 itself grows its 4x4 tiles by 4**(i-1) * 2 after layer 1; we use tile**i throughout.
-        scales = [min(tile**i, resolution) for i in range(1, n_layers + 1)]
+        # Each layer's tile subdivides the previous layer's cells: s_i = N_1 ... N_i, so layer 1 covers
+        # [0, 1] exactly once. Equal tiles give Table 9's N^i (and supp. A's 2^i); tiles 2, 4, 4, 4, 4 give
+        # supp. C's video grid resolutions 2, 8, 32, 128, 512.
+        scales = [min(math.prod(tiles[:i]), resolution) for i in range(1, n_layers + 1)]
+    elif name == "table6":
+        # Supp. B, Table 6 (image fitting, 4x4 tiles): A_1 = 4 I, A_i = (4^(i-1) x 2) I for i > 1, i.e.
+        # 4, 8, 32, 128, 512, 2048, 8192; here s_1 = N_1 and s_i = 2 N_1 ... N_(i-1).
+        scales = [min(tiles[0] if i == 1 else 2 * math.prod(tiles[: i - 1]), resolution)
+                  for i in range(1, n_layers + 1)]
     elif name == "fine-to-coarse":
-        scales = [min(tile**i, resolution) for i in range(n_layers, 0, -1)]
+        scales = [min(math.prod(tiles[:i]), resolution) for i in range(n_layers, 0, -1)]
     elif name == "interleaved":  # one grid cell per pixel: neighbouring pixels cycle through the tile
         scales = [resolution] * n_layers
     elif name == "chunked":  # the tile covers [0, 1] once in every layer: one MLP per chunk
-        scales = [tile] * n_layers
+        scales = tiles
+    elif name == "explicit":
+        raise InrkitError("the explicit LoE arrangement needs its per-layer grid scales (fit --scales).")
     elif name == "random-affine":
         # Table 6 draws A ~ N(0, 256^2) for an 8192-pixel image with 4x4 tiles; we keep that ratio,
         # sigma = resolution / 32, for any resolution (the paper gives no rule).
@@ -335,9 +350,7 @@ class LoELinear(nn.Module):
         self.register_buffer("A", torch.as_tensor(A, dtype=torch.float32).reshape(dim, dim).clone())
         self.register_buffer("b", torch.as_tensor(b, dtype=torch.float32).reshape(dim).clone())
         self.register_buffer("corner_candidates", rolled_candidates(tile, dim), persistent=False)
-        # Uniform Kaiming variant of supp. A, as nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)).
-        bound = 1 / math.sqrt(in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
+        uniform_kaiming_(self.weight, in_features)  # supp. A, as every Leaky-ReLU field (inrkit.fields.init)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, tile={self.tile}, dim={self.dim}, blend={self.blend_mode}"
@@ -478,7 +491,12 @@ def plan_grid_phases(groups: list[tuple[Bit, ...]], shape: tuple[int, ...]) -> l
 class LoEField(Field):
     """Levels-of-Experts coordinate MLP (Sec. 3, supp. A): `loe_layers` position-dependent layers
     (default depth - 1), then plain linear layers; Leaky ReLU 0.2 between layers; NeRF positional
-    encoding input, or a constant input when frequencies == 0 (Table 1, "Constant Input (no PE)")."""
+    encoding input, or a constant input when frequencies == 0 (Table 1, "Constant Input (no PE)").
+
+    Per layer (supp. B, C): `widths` the hidden output channels (depth - 1 values, else `width`), `tiles` the
+    candidates per axis of each LoE layer (loe_layers values, else `tile`), `affines` the grid transforms
+    (else the `arrangement` rule). A config without widths or tiles (artifacts before them) has one of each.
+    """
 
     def __init__(
         self,
@@ -494,6 +512,8 @@ class LoEField(Field):
         seed: int = 0,
         loe_layers: int | None = None,
         affines: list | None = None,
+        widths: list[int] | None = None,
+        tiles: list[int] | None = None,
     ):
         super().__init__()
         loe_layers = depth - 1 if loe_layers is None else loe_layers
@@ -501,20 +521,25 @@ class LoEField(Field):
             raise InrkitError(
                 f"an LoE field needs depth >= 1 and 0 <= loe_layers <= depth - 1, got {depth} and {loe_layers}."
             )
+        hidden = hidden_widths(width, depth, widths)
+        per_layer_tiles = [tile] * loe_layers if tiles is None else [int(t) for t in tiles]
+        if len(per_layer_tiles) != loe_layers:
+            raise InrkitError(f"per-layer tiles need one value per LoE layer ({loe_layers}), got "
+                              f"{len(per_layer_tiles)}: {per_layer_tiles}.")
         if affines is None:  # `seed` only draws the random-affine arrangement
-            affines = _arrangement(arrangement, loe_layers, tile, in_dim, resolution, seed)
+            affines = _arrangement(arrangement, loe_layers, per_layer_tiles, in_dim, resolution, seed)
         if len(affines) != loe_layers:
             raise InrkitError(f"{len(affines)} grid transforms given for {loe_layers} LoE layers.")
-        self.in_dim, self.out_dim, self.tile, self.blend = in_dim, out_dim, tile, blend
+        self.in_dim, self.out_dim, self.tiles, self.blend = in_dim, out_dim, per_layer_tiles, blend
         self.encoding = PositionalEncoding(in_dim, frequencies) if frequencies > 0 else None
-        widths = [self.encoding.out_dim if self.encoding else CONSTANT_INPUT_DIM] + [width] * (depth - 1)
-        widths.append(out_dim)
+        dims = [self.encoding.out_dim if self.encoding else CONSTANT_INPUT_DIM] + hidden + [out_dim]
         self.loe = nn.ModuleList(
-            LoELinear(widths[i], widths[i + 1], tile, in_dim, A, b, blend) for i, (A, b) in enumerate(affines)
+            LoELinear(dims[i], dims[i + 1], per_layer_tiles[i], in_dim, A, b, blend)
+            for i, (A, b) in enumerate(affines)
         )
-        self.plain = nn.ModuleList(nn.Linear(widths[i], widths[i + 1]) for i in range(loe_layers, depth))
-        for layer in self.plain:
-            nn.init.zeros_(layer.bias)
+        self.plain = nn.ModuleList(
+            uniform_kaiming_linear_(nn.Linear(dims[i], dims[i + 1])) for i in range(loe_layers, depth)
+        )
         # grid_plan per (shape, ranges): planning reads the grid transforms on the host, which from a GPU waits
         # for it; a fit asks for the same plan every step. Loading other transforms forgets the plans.
         self.plans: dict = {}
@@ -525,6 +550,10 @@ class LoEField(Field):
             "frequencies": frequencies, "seed": seed, "loe_layers": loe_layers,
             "affines": [[layer.A.tolist(), layer.b.tolist()] for layer in self.loe],
         }  # fmt: skip
+        if widths is not None:  # written only when given: an artifact without them has one width, one tile
+            self.config["widths"] = hidden
+        if tiles is not None:
+            self.config["tiles"] = per_layer_tiles
 
     @classmethod
     def from_config(cls, cfg: dict) -> LoEField:
@@ -572,12 +601,18 @@ class LoEField(Field):
         """
         A = torch.stack([layer.A for layer in self.loe]).to(flat.dtype)
         b = torch.stack([layer.b for layer in self.loe]).to(flat.dtype)
-        index = blend_coefficients(grid_positions(flat, A, b), self.tile, "nearest")[0][..., 0]
-        n_layers, n = index.shape[0], self.loe[0].weight.shape[0]
+        q = grid_positions(flat, A, b)  # (L, P, dim)
+        if len(set(self.tiles)) == 1:
+            index = blend_coefficients(q, self.tiles[0], "nearest")[0][..., 0]
+        else:  # per-layer tiles (supp. C: 2^3, then 4^3)
+            index = torch.stack([blend_coefficients(q[i], t, "nearest")[0][..., 0] for i, t in enumerate(self.tiles)])
+        n_layers = index.shape[0]
+        sizes = [layer.weight.shape[0] for layer in self.loe]  # candidates per layer
         # (L, P): layer i's row j is point orders[i, j] (int32 keys sort about 30% faster)
         orders = torch.argsort(index.int(), dim=1, stable=True)
-        shifted = index + n * torch.arange(n_layers, device=index.device)[:, None]
-        counts = torch.bincount(shifted.flatten(), minlength=n_layers * n).view(n_layers, n).tolist()
+        offsets = torch.tensor([sum(sizes[:i]) for i in range(n_layers)], device=index.device)
+        flat_counts = torch.bincount((index + offsets[:, None]).flatten(), minlength=sum(sizes)).tolist()
+        counts = [flat_counts[o : o + n] for o, n in zip(offsets.tolist(), sizes, strict=True)]
         positions = torch.arange(index.shape[1], device=index.device).expand_as(orders)
         inverses = torch.empty_like(orders).scatter_(1, orders, positions)
         to_next = torch.gather(inverses[:-1], 1, orders[1:])  # layer i rows -> layer i+1 order

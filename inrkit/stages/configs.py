@@ -23,14 +23,30 @@ class FitConfig:
 
     signal: str = option(help="Image file, folder of frames, animated GIF, or builtin:NAME.", resume=True)
     out: Path = option(Path("out/field.safetensors"), "Field artifact to write.")  # pictures go to a folder beside it
-    arch: str = option("loe", "siren | pe | loe", resume=True)
+    arch: str = option("loe", "siren | pe | pe-ce | loe (pe-ce: the PE MLP plus a learnable coordinate embedding, "
+                       "linearly interpolated inside [0, 1] and clamped outside).", resume=True)
     width: int = option(64, "Hidden channels.", resume=True)  # LoE supp. A: 64
+    widths: str | None = option(None, "Per-layer hidden channels, depth - 1 values (pe, pe-ce, loe), e.g. "
+                                "512,384,256,256,256,256,256; overrides --width.", metavar="W1,W2,...",
+                                resume=True)  # supp. B; None: --width throughout (and in older runs)
     depth: int = option(10, "Linear layers in all.", resume=True)  # LoE supp. A: 10, of which 9 position-dependent
     tile: int = option(2, "LoE: candidate weights per axis (N; N^d per layer).", resume=True)
+    tiles: str | None = option(None, "LoE: candidates per axis of each position-dependent layer, depth - 1 values, "
+                               "e.g. 2,4,4,4,4; overrides --tile.", metavar="N1,N2,...",
+                               resume=True)  # supp. C: 2^3 on layer 1, 4^3 on the next 4
     blend: str = option("nearest", "LoE blending: nearest | linear.", resume=True)  # nearest (Eq. 5) or linear (Eq. 4)
-    arrangement: str = option("coarse-to-fine", "LoE grid layout: coarse-to-fine | fine-to-coarse | interleaved | "
-                              "chunked | random-affine.", resume=True)  # LoE grid layout (supp. Tables 5-6)
+    arrangement: str = option("coarse-to-fine", "LoE grid scales: coarse-to-fine (s_i = N_1...N_i: Table 9's N^i, "
+                              "supp. A, and supp. C with tiles 2,4,4,4,4) | table6 (supp. B: 4, 8, 32, ... = "
+                              "4^(i-1) x 2) | fine-to-coarse | interleaved | chunked | random-affine; multi-scale "
+                              "rules stop at the pixel pitch.", resume=True)  # supp. Tables 5, 6, 9
+    scales: str | None = option(None, "LoE: explicit grid scale of each position-dependent layer (A_i = s_i I), "
+                                "depth - 1 values, e.g. 2,8,32,128,512; overrides --arrangement.",
+                                metavar="S1,S2,...", resume=True)
     frequencies: int = option(8, "Positional-encoding frequencies L (LoE: 0 = constant input).", resume=True)
+    ce_channels: int | None = option(None, "pe-ce: embedding channels (default 128 for images, 64 for video).",
+                                     resume=True)  # supp. B: 128; supp. C: 64
+    ce_size: int | None = option(None, "pe-ce: embedding samples per axis (default 256 for images, 64 for "
+                                 "video).", resume=True)  # supp. B: 256 x 256; supp. C: 64^3
     w0: float = option(30.0, "SIREN w0 (first and hidden layers).", resume=True)
     steps: int = option(2000, "Optimisation steps; the schedule depends on it, so resuming needs the same.",
                         resume=True)
@@ -40,6 +56,8 @@ class FitConfig:
     snapshot: int = option(1000, "Steps between snapshots (artifact, pictures, training state).")
     lr: float | None = option(None, "Learning rate (default 5e-3 for pe/loe, 1e-4 for siren).",
                               resume=True)  # DEFAULT_LR
+    betas: str | None = option(None, "Adam (beta1, beta2); default 0.9,0.995 (LoE supp. A); supp. B/C use "
+                               "0.9,0.999.", metavar="B1,B2", resume=True)  # None: supp. A's (and older runs')
     lr_decay: float = option(0.1, "Multiply the learning rate by this ...", resume=True)
     lr_decay_at: float = option(0.5, "... after this fraction of the steps.",
                                 resume=True)  # supp. A: 5e-3 -> 5e-4 halfway
