@@ -134,9 +134,19 @@ def _ginr(folder: Path) -> artifacts.Artifact:
                               options=dict(arch="ginr", lr=1e-3), metrics=dict(step=2, images=8))
 
 
+def _ginr_functaset(folder: Path) -> artifacts.Artifact:
+    model = _ginr(folder)
+    tensors = {f"model.{k}": v for k, v in model.tensors.items()}
+    tensors.update(latents=torch.randn(3, 3, 8), labels=torch.arange(3), psnr=torch.full((3,), 20.0))
+    return artifacts.Artifact(kind="ginr-functaset", tensors=tensors, config=dict(
+        model=model.config["model"], model_path=str(folder / "ginr.safetensors"), model_sha256="0" * 64,
+        data=dict(spec="builtin:photos", fingerprint="ab")), parents={"ginr.safetensors": "0" * 64},
+        metrics=dict(psnr=20.0, count=3))
+
+
 MAKERS = {"field": _field, "functa-model": _functa, "functaset": _functaset, "generator": _generator,
           "latents": _latents, "train-state": _train_state, "classifier": _classifier,
-          "diffusion": _diffusion, "ginr-model": _ginr}
+          "diffusion": _diffusion, "ginr-model": _ginr, "ginr-functaset": _ginr_functaset}
 
 
 def all_kinds() -> tuple[str, ...]:

@@ -76,7 +76,8 @@ def render(
     chunk: int = typer.Option(2**16, help="Points per evaluation chunk (bounds memory)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     index: str | None = typer.Option(None, help="Functaset items to draw, e.g. 0-15 or 3,7,10-12."),
-    model: Path | None = typer.Option(None, help="Functaset: its functa-model, when not embedded."),
+    model: Path | None = typer.Option(None, help="Functaset: its functa-model (token functaset: its ginr-model), "
+                                         "when not embedded."),
     perturb: int | None = typer.Option(None, help="Functaset: shift this latent dimension everywhere "
                                           "(perturbation analysis, spatial functa App. C.5)."),
     seeds: str | None = typer.Option(None, help="Generator: samples to draw, e.g. 0-15 (default) or 3,7,10-12."),
@@ -127,7 +128,8 @@ def _seeds(text: str | None, option: str) -> list[int] | None:
 
 @app.command()
 def encode(
-    artifact: Path = typer.Argument(..., help="A functa-model (from meta) or generator (from train-gan) artifact."),
+    artifact: Path = typer.Argument(..., help="A functa-model or ginr-model (from meta) or generator (from "
+                                    "train-gan) artifact."),
     images: str | None = typer.Argument(None, help="Images to encode: a folder, .zip, shards or builtin:NAME."),
     data: str | None = typer.Option(None, help="The images, as an option (functa-model use; same as IMAGES)."),
     out: Path | None = typer.Option(None, help="Artifact to write (default out/functaset.safetensors for a "
@@ -161,7 +163,9 @@ def encode(
     compile: bool = typer.Option(False, "--compile/--no-compile", help=COMPILE_HELP),
 ) -> None:
     """Convert images to latents. A functa-model gives functa latents (a functaset): inrkit encode out/sf.safetensors
-    --data builtin:photos --split heldout --steps 3 --bits 6 --out out/heldout.safetensors. A generator projects
+    --data builtin:photos --split heldout --steps 3 --bits 6 --out out/heldout.safetensors. A ginr-model gives
+    latent tokens in one forward pass (a token functaset): inrkit encode out/ginr.safetensors --data D --labels.
+    A generator projects
     images into its z or w space (StyleGAN2 projector, INR-GAN App. B.2): inrkit encode out/gan.safetensors
     photos/ --space w --steps 1000 --out out/latents.safetensors (targets over reconstructions in latents.png)."""
     from inrkit.stages.encode import encode_artifact

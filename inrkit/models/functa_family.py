@@ -14,6 +14,7 @@ spreads over the whole image for flat functa (App. B.3, C.5). Registered in inrk
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,29 +68,31 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
 
 
 def functaset_model(art: artifacts.Artifact, path: str | Path, model: str | Path | None,
-                    device: torch.device | str) -> SpatialFuncta:
+                    device: torch.device | str, *, kind: str = MODEL_KIND, load: Callable = build_model,
+                    make: Callable = build_functa) -> SpatialFuncta:
     """The functaset's model: the one named (checked against the functaset), else the embedded one, else the
-    file the functaset records."""
+    file the functaset records. `kind`, `load` (art, path, device -> model) and `make` (config -> module) are
+    spatial functa's; the GINR family's token functasets pass their own."""
     config, sha = art.config.get("model"), art.config.get("model_sha256", "")
     if config is None:
         raise InrkitError(f"{path} has no model config in its metadata; the file is damaged or foreign.")
     if model is not None:
         if not Path(model).is_file():
             raise InrkitError(f"the model {model} named for {path} does not exist.")
-        net = build_model(artifacts.read(model, kind=MODEL_KIND), model, device)
+        net = load(artifacts.read(model, kind=kind), model, device)
         if net.config != config or (sha and artifacts.sha256(model) != sha):
             raise InrkitError(f"{model} is not the model {path} was encoded with (its config or sha256 differs).")
         return net
     embedded = {k[len(MODEL_PREFIX):]: v for k, v in art.tensors.items() if k.startswith(MODEL_PREFIX)}
     if embedded:
-        net = build_functa(config)
-        artifacts.load_state(net, artifacts.Artifact(kind=SET_KIND, tensors=embedded, config=config), path)
+        net = make(config)
+        artifacts.load_state(net, artifacts.Artifact(kind=art.kind, tensors=embedded, config=config), path)
         return net.to(device).eval()
     recorded = art.config.get("model_path", "")
     if not recorded or not Path(recorded).is_file():
         raise InrkitError(f"the model of {path} ({recorded or 'unrecorded'}) is missing and the functaset does "
                           "not embed one; name it with --model.")
-    return functaset_model(art, path, recorded, device)
+    return functaset_model(art, path, recorded, device, kind=kind, load=load, make=make)
 
 
 @torch.no_grad()
@@ -112,7 +115,7 @@ def perturbation(net: SpatialFuncta, latents: torch.Tensor, dim: int, strength: 
     return original, perturbed, perturbed - original
 
 
-def _chosen(latents: torch.Tensor, index: list[int] | None, path) -> list[int]:
+def chosen_items(latents: torch.Tensor, index: list[int] | None, path) -> list[int]:
     index = list(range(min(DEFAULT_ITEMS, len(latents)))) if index is None else index
     if not index:
         raise InrkitError(f"{path} holds no items to render.")
@@ -136,7 +139,7 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: 
         raise InrkitError(f"{path} holds no latents; the file is damaged or foreign.")
     check_functaset(art.config, art.tensors, MODEL_PREFIX, path)
     latents = art.tensors["latents"]
-    index = _chosen(latents, index, path)
+    index = chosen_items(latents, index, path)
     dev = pick_device(device)
     net = compile_module(functaset_model(art, path, model, dev), dev, compile)
     shape = output_shape((net.resolution, net.resolution), size, scale, grid)

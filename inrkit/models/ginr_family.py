@@ -1,22 +1,40 @@
 """The locality-aware generalizable INR family (Lee et al. 2023): the trained encoder + decoder (kind
-`ginr-model`, written by `inrkit meta --arch ginr`), rebuilt through the registry and rendered through its one
-interface: latent tokens (B, R, d) evaluated on any pixel-centre grid. Registered in
-inrkit.models.registry.FAMILIES.
+`ginr-model`, written by `inrkit meta --arch ginr`) and the latent tokens it encodes images to (kind
+`ginr-functaset`, a token functaset: `inrkit encode GINR_MODEL` and meta's final sets), rebuilt through the
+registry and rendered through its one interface: latent tokens (B, R, d) evaluated on any pixel-centre grid.
+
+A token functaset is laid out as a spatial functaset (inrkit.models.functa_family), so the tools that read
+functasets' records read it the same way (`inrkit info` shows its model and checks its sha256): latents (N, R, d)
+floats, labels (N,) (-1 when unlabelled), psnr (N,) of each one-pass reconstruction, the model's tensors embedded
+under `model.` unless told otherwise, and a config naming the model's config, path and sha256. It is a kind of its
+own because its latents are a set of tokens, not an (s, s, c) grid, and its model is no functa-model: the tools
+built on spatial functa latents (train-classifier, train-diffusion, classify) refuse it by kind in one sentence
+instead of misreading it.
+
+`inrkit render TOKEN_FUNCTASET` draws its items on any grid. Registered in inrkit.models.registry.FAMILIES.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from inrkit.core import artifacts
-from inrkit.core.checks import Value, check_config
+from inrkit.core.checks import Value, check_config, require_suffix
 from inrkit.core.errors import InrkitError
-from inrkit.fields.grid import Range
+from inrkit.core.pictures import image_grid, save_png
+from inrkit.core.precision import compile_module
+from inrkit.core.runtime import pick_device, print0
+from inrkit.fields.grid import Range, output_shape
+from inrkit.models.functa_family import MODEL_PREFIX, chosen_items, functaset_model
 from inrkit.models.ginr import LocalityAwareINR
 
 MODEL_KIND = "ginr-model"
+SET_KIND = "ginr-functaset"
+RENDER_OPTIONS = ("index", "model")
 MAX_CHUNK = 2**14  # points per evaluation chunk at most: the (B, heads, chunk, R) attention is the large term
 
 SIZE = Value(int, 1, 2**14)
@@ -46,7 +64,17 @@ def check_ginr_config(config, held: int, path: str | Path) -> dict:
     return config
 
 
-def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str = "cpu") -> LocalityAwareINR:
+@dataclass
+class TokenFunctaset:
+    """A token functaset rebuilt: its model (eval mode) and latents (N, R, d), labels (N,), psnr (N,) on the CPU."""
+
+    model: LocalityAwareINR
+    latents: torch.Tensor
+    labels: torch.Tensor | None = None
+    psnr: torch.Tensor | None = None
+
+
+def build_model(art: artifacts.Artifact, path: str | Path, device: torch.device | str = "cpu") -> LocalityAwareINR:
     """A ginr-model artifact as its LocalityAwareINR, in eval mode on `device`."""
     if "model" not in art.config:
         raise InrkitError(f"{path} has no model config in its metadata; the file is damaged or foreign.")
@@ -54,9 +82,67 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
     return artifacts.load_state(LocalityAwareINR(art.config["model"]), art, path).to(device).eval()
 
 
+def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str = "cpu"):
+    """The object either kind holds: the LocalityAwareINR of a ginr-model, the TokenFunctaset of a ginr-functaset."""
+    if art.kind == MODEL_KIND:
+        return build_model(art, path, device)
+    check_token_functaset(art.config, art.tensors, path)
+    return TokenFunctaset(token_model(art, path, None, device), art.tensors["latents"], art.tensors.get("labels"),
+                          art.tensors.get("psnr"))
+
+
+def check_token_functaset(config: dict, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """A token functaset's model config, its embedded model (when any: exactly the size its config builds), its
+    latents (N, R, d) floats with the model's R and d, and labels and psnr (N,)."""
+    model = check_config(config.get("model"), GINR, path, "GINR model config")
+    embedded = sum(t.numel() for k, t in tensors.items() if k.startswith(MODEL_PREFIX))
+    if embedded:
+        check_ginr_config(model, embedded, path)
+    check_config({k: config.get(k) for k in ("model_path", "model_sha256")},
+                 dict(model_path=Value(str, optional=True), model_sha256=Value(str, optional=True)), path)
+    latents, shape = tensors.get("latents"), (model["tokens"], model["dim"])
+    if latents is None or not latents.is_floating_point() or tuple(latents.shape[1:]) != shape:
+        raise InrkitError(f"{path} has no latent tokens of shape (N, {shape[0]}, {shape[1]}) in floats; the file is "
+                          "damaged or foreign.")
+    for name in ("labels", "psnr"):
+        if name in tensors and tuple(tensors[name].shape) != (len(latents),):
+            raise InrkitError(f"{path} has {name} that do not match its {len(latents)} latents; the file is damaged "
+                              "or foreign.")
+
+
+def token_model(art: artifacts.Artifact, path: str | Path, model: str | Path | None,
+                device: torch.device | str) -> LocalityAwareINR:
+    """The token functaset's GINR model: the ginr-model file named (checked against the set), else the embedded
+    one, else the file the set records (functa_family.functaset_model, with this family's kind)."""
+    return functaset_model(art, path, model, device, kind=MODEL_KIND, load=build_model, make=LocalityAwareINR)
+
+
 @torch.no_grad()
-def render_codes(net: LocalityAwareINR, tokens: torch.Tensor, shape: tuple[int, int],
+def render_codes(net: LocalityAwareINR | TokenFunctaset, tokens: torch.Tensor, shape: tuple[int, int],
                  ranges: list[Range] | None = None, chunk: int = MAX_CHUNK) -> torch.Tensor:
     """The render interface: tokens (B, R, d) on the (H, W) pixel-centre grid -> (B, H, W, C) in [0, 1]
     (unclamped), `chunk` points at a time; float32, also from a bf16 autocast."""
+    net = net.model if isinstance(net, TokenFunctaset) else net
     return net.render(tokens, shape, ranges, min(chunk, MAX_CHUNK)).float()
+
+
+def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size: tuple[int, ...] | None = None,
+           scale: float | None = None, grid: list[Range] | None = None, chunk: int = MAX_CHUNK,
+           device: str = "auto", index: list[int] | None = None, model: str | Path | None = None,
+           columns: int = 8, compile: bool = False) -> Path:
+    """`inrkit render` of a token functaset: the items `index` (default: the first 16) side by side in rows of
+    `columns` on any grid; `model` names its ginr-model file when it does not embed one; `compile` compiles the
+    model's forward."""
+    out = require_suffix(out, ".png")
+    check_token_functaset(art.config, art.tensors, path)
+    latents = art.tensors["latents"]
+    index = chosen_items(latents, index, path)
+    dev = pick_device(device)
+    net = compile_module(token_model(art, path, model, dev), dev, compile)
+    shape = output_shape(net.resolution, size, scale, grid)
+    chosen, chunk, start = latents[index].to(dev), min(chunk, MAX_CHUNK), time.perf_counter()
+    picture = image_grid(render_codes(net, chosen, shape, grid, chunk).clamp(0, 1), columns)
+    save_png(out, picture)
+    print0(f"rendered {len(index)} items at {shape[0]}x{shape[1]} in {time.perf_counter() - start:.2f} s -> {out}")
+    return out
+

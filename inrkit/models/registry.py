@@ -69,7 +69,8 @@ FAMILIES = (
     Family("diffusion", kinds=(diffusion.KIND,), build=diffusion.build, render_codes=diffusion.render_codes,
            render=diffusion.render, render_kinds=(diffusion.KIND,), render_options=diffusion.RENDER_OPTIONS,
            sampler=diffusion.sampler),
-    Family("GINR", kinds=(ginr.MODEL_KIND,), build=ginr.build, render_codes=ginr.render_codes),
+    Family("GINR", kinds=(ginr.MODEL_KIND, ginr.SET_KIND), build=ginr.build, render_codes=ginr.render_codes,
+           render=ginr.render, render_kinds=(ginr.SET_KIND,), render_options=ginr.RENDER_OPTIONS),
 )
 
 

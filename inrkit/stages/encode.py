@@ -25,7 +25,7 @@ from inrkit.core.runtime import pick_device, print0
 from inrkit.data import open_dataset
 from inrkit.data.augment import Augmented
 from inrkit.metrics.image import psnr_per_item
-from inrkit.models import functa_family, inrgan_family, registry
+from inrkit.models import functa_family, ginr_family, inrgan_family, registry
 from inrkit.models.functa import SpatialFuncta
 from inrkit.models.functa_family import MODEL_PREFIX
 from inrkit.models.metalearn import encode as encode_images
@@ -71,19 +71,27 @@ def rank_share(total: int) -> list[int]:
 def encode_dataset(model: SpatialFuncta, dataset, steps: int = 3, batch: int = 64, workers: int = 0,
                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every image -> (latents (N, s, s, c), labels (N,), psnr (N,)) on the model's device, split across ranks."""
-    device = model.meta_lr.device
+    return encode_items(lambda images: encode_images(model, images, steps), model.zero_latents(0), dataset,
+                        batch, workers, progress)
+
+
+def encode_items(encode_batch: Callable, empty: torch.Tensor, dataset, batch: int = 64, workers: int = 0,
+                 progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every image through `encode_batch` (images (B, C, H, W) on empty's device -> latents, psnr (B,)) ->
+    (latents, labels (N,), psnr (N,)) on the CPU, split across ranks; `empty` holds 0 latents of the right shape."""
+    device = empty.device
     latents, labels, psnrs = [], [], []
     indices = rank_share(len(dataset))
     with progress_bar(f"encode {len(dataset)} images", len(indices), enabled=progress, unit="img") as update:
         for images, label in _loader(dataset, indices, batch, workers):
-            z, p = encode_images(model, images.to(device), steps)
+            z, p = encode_batch(images.to(device))
             latents.append(z)
             labels.append(label.to(device))
             psnrs.append(p)
             update(len(images), psnr=p.mean().item())
     cat = [torch.cat(x) if x else None for x in (latents, labels, psnrs)]
     if cat[0] is None:  # a rank with no items still joins the all_gather
-        cat = [model.zero_latents(0), torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, device=device)]
+        cat = [empty, torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, device=device)]
     return tuple(_gather(t, len(dataset)).cpu() for t in cat)
 
 
@@ -114,9 +122,11 @@ def reconstruction_psnr(model: SpatialFuncta, latents: torch.Tensor, dataset, ba
 
 
 def functaset_artifact(model: SpatialFuncta, model_path: str | Path, latents, labels, psnr, *, data: dict,
-                       steps: int, embed_model: bool = True, quantized: dict | None = None,
-                       metrics: dict | None = None, options: dict | None = None) -> artifacts.Artifact:
-    """Assemble a functaset: latents, labels, psnr (+ quantisation tensors) and, embedded, the model."""
+                       steps: int | None, embed_model: bool = True, quantized: dict | None = None,
+                       metrics: dict | None = None, options: dict | None = None,
+                       kind: str = functa_family.SET_KIND) -> artifacts.Artifact:
+    """Assemble a functaset: latents, labels, psnr (+ quantisation tensors) and, embedded, the model (any module
+    with a `config`: a GINR token functaset is kind ginr-functaset, with no inner-loop steps to record)."""
     tensors = dict(latents=latents.float(), labels=labels.long(), psnr=psnr.float())
     if quantized:
         tensors.update(quantized)
@@ -124,8 +134,8 @@ def functaset_artifact(model: SpatialFuncta, model_path: str | Path, latents, la
         tensors.update({MODEL_PREFIX + k: v for k, v in model.state_dict().items()})
     model_sha = artifacts.sha256(model_path) if Path(model_path).is_file() else ""
     config = dict(model=model.config, model_path=str(model_path), model_sha256=model_sha,
-                  embedded_model=embed_model, data=data, steps=steps)
-    return artifacts.Artifact(kind=functa_family.SET_KIND, tensors=tensors, config=config,
+                  embedded_model=embed_model, data=data, **({} if steps is None else dict(steps=steps)))
+    return artifacts.Artifact(kind=kind, tensors=tensors, config=config,
                               options=options or {}, parents={str(model_path): model_sha} if model_sha else {},
                               metrics=metrics or {})
 
@@ -133,6 +143,12 @@ def functaset_artifact(model: SpatialFuncta, model_path: str | Path, latents, la
 def summary_metrics(psnr: torch.Tensor, seconds: float) -> dict:
     return dict(psnr=psnr.mean().item(), psnr_median=psnr.median().item(), psnr_min=psnr.min().item(),
                 count=len(psnr), seconds=seconds, images_per_second=len(psnr) / max(seconds, 1e-9))
+
+
+def dataset_record(dataset) -> dict:
+    """What a functaset records of the images it encodes (meta's rerun compares the fingerprint)."""
+    return dict(spec=dataset.spec, split=dataset.split, count=len(dataset), resolution=dataset.resolution,
+                channels=dataset.channels, fingerprint=dataset.fingerprint, classes=list(dataset.classes))
 
 
 def write_functaset(path: Path, model: SpatialFuncta, model_path: str | Path, dataset, *, steps: int = 3,
@@ -150,10 +166,9 @@ def write_functaset(path: Path, model: SpatialFuncta, model_path: str | Path, da
         metrics.update(psnr=psnr.mean().item(), psnr_median=psnr.median().item(), psnr_min=psnr.min().item(),
                        bits=bits, psnr_unquantized=psnr_float.mean().item(),
                        psnr_change=psnr.mean().item() - psnr_float.mean().item())
-    data = dict(spec=dataset.spec, split=dataset.split, count=len(dataset), resolution=dataset.resolution,
-                channels=dataset.channels, fingerprint=dataset.fingerprint, classes=list(dataset.classes))
     if runtime.is_rank0():
-        artifacts.save(path, functaset_artifact(model, model_path, latents, labels, psnr, data=data, steps=steps,
+        artifacts.save(path, functaset_artifact(model, model_path, latents, labels, psnr,
+                                                data=dataset_record(dataset), steps=steps,
                                                 embed_model=embed_model, quantized=quantized, metrics=metrics,
                                                 options=options))
     return metrics
@@ -207,6 +222,13 @@ def encode(
     return metrics
 
 
+def _encode_ginr(artifact: Path, images: str, out: Path, **options) -> dict:
+    """A ginr-model's token functaset (inrkit/stages/encode_ginr.py, which builds on this module's helpers)."""
+    from inrkit.stages.encode_ginr import encode_ginr
+
+    return encode_ginr(artifact, images, out, **options)
+
+
 @dataclass(frozen=True)
 class Encoder:
     """What `inrkit encode` does with one kind of artifact: `run(artifact, images, out, **options, **common)`."""
@@ -223,6 +245,8 @@ ENCODERS = (
     Encoder(functa_family.MODEL_KIND, "functa", encode, "out/functaset.safetensors", dict(steps=3, batch=64)),
     # the StyleGAN2 projector's steps (App. B.2) and images optimised together
     Encoder(inrgan_family.KIND, "generator", encode_generator, "out/latents.safetensors", dict(steps=1000, batch=16)),
+    # one forward pass of the GINR encoder; it takes the functa options that apply to it (labels, resolution, ...)
+    Encoder(ginr_family.MODEL_KIND, "functa", _encode_ginr, "out/token-functaset.safetensors", dict(batch=64)),
 )
 
 
@@ -234,14 +258,14 @@ def _encoder(kind: str, artifact: Path, groups: dict[str, dict]) -> Encoder:
                           f"{' or a '.join(e.kind for e in ENCODERS)} artifact.")
     for other in ENCODERS:
         names = [flag(k) for k, v in groups.get(other.group, {}).items() if v is not None]
-        if names and other.kind != kind:
+        if names and other.group != found[0].group:
             raise InrkitError(f"{', '.join(names)} {'apply' if len(names) > 1 else 'applies'} to {other.kind} "
                               f"artifacts, not to a {kind} artifact.")
     return found[0]
 
 
 def encode_artifact(
-    artifact: Path,                    # a functa-model (from meta) or a generator (from train-gan) artifact
+    artifact: Path,                    # a functa-model or ginr-model (from meta) or a generator (train-gan) artifact
     images: str | None = None,         # images to encode; --data is the same thing (either, not both)
     *,
     data: str | None = None,

@@ -1,5 +1,5 @@
 """`inrkit meta`: meta-learn (spatial) functa on a dataset, then encode it to functasets; or, with --arch ginr,
-train the locality-aware generalizable INR (inrkit/stages/meta_ginr.py: kind `ginr-model`, no functasets yet).
+train the locality-aware generalizable INR (inrkit/stages/meta_ginr.py: kind `ginr-model`, and token functasets).
 
 Writes OUT (kind `functa-model`: config + SIREN, latent-to-modulation conv and Meta-SGD rates) at every
 snapshot, and a run folder OUT without its suffix holding the training state (state.safetensors: model,
@@ -25,11 +25,13 @@ from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
+from inrkit.models import ginr_family
 from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
 from inrkit.models.functa_family import SET_KIND
 from inrkit.stages import meta_ginr
 from inrkit.stages.configs import MetaConfig
 from inrkit.stages.encode import write_functaset
+from inrkit.stages.encode_ginr import write_token_functaset
 from inrkit.train.loop import Run, Schedule, resume, training_loop
 from inrkit.train.metalearn import MetaObjective
 
@@ -57,9 +59,7 @@ def meta(data: str, out: Path, **options) -> dict:
     print0(f"meta-learned {pos['step']} steps ({done} in this run, {seconds_run:.0f} s) -> {out}")
     metrics = dict(step=pos["step"], run_steps=done, run_seconds=seconds_run,
                    parameters_sha256=parameters_sha256(objective.model))
-    if cfg.functasets and cfg.arch == "ginr":
-        print0("--arch ginr encodes no functasets yet: its token functasets are not implemented.")
-    elif cfg.functasets:
+    if cfg.functasets:
         metrics.update(_final_functasets(objective.model, out, run.run_dir, dataset, cfg))
     return metrics
 
@@ -134,32 +134,38 @@ def _heldout_dataset(data: str, heldout: str | None, count: int | None, resoluti
 
 
 def _final_functasets(model, out: Path, run_dir: Path, dataset, cfg) -> dict:
-    """Encode the training and held-out sets with the final model (Sec. 4: 3 steps from zero)."""
-    metrics, steps = {}, cfg.encode_steps
+    """Encode the training and held-out sets with the final model (Sec. 4: 3 steps from zero; --arch ginr: token
+    functasets, one forward pass of its encoder)."""
+    metrics, steps, ginr = {}, cfg.encode_steps, cfg.arch == "ginr"
+    kind, how = (ginr_family.SET_KIND, "in one forward pass") if ginr else (SET_KIND, f"after {steps} steps")
     held = _heldout_dataset(cfg.data, cfg.heldout, cfg.heldout_count, cfg.resolution, cfg.channels, cfg.labels)
     for name, ds in (("train", dataset), ("heldout", held)):
         if ds is None:
             print0("no held-out images (pass --heldout); only the training functaset is written.")
             continue
         path = run_dir / f"functaset-{name}.safetensors"
-        if _up_to_date(path, out, ds, cfg.labels):
-            m = artifacts.read(path, kind=SET_KIND).metrics
+        if _up_to_date(path, out, ds, cfg.labels, kind):
+            m = artifacts.read(path, kind=kind).metrics
             print0(f"{path} is up to date with {out}; not encoding it again.")
+        elif ginr:
+            made = dict(model=str(out), data=ds.spec, split=ds.split, labels=cfg.labels)
+            m = write_token_functaset(path, model.eval(), out, ds, batch=cfg.encode_batch, workers=cfg.workers,
+                                      progress=cfg.progress, options=made)
         else:
             made = dict(model=str(out), data=ds.spec, split=ds.split, steps=steps, labels=cfg.labels)
             m = write_functaset(path, model.eval(), out, ds, steps=steps, batch=cfg.encode_batch,
                                 workers=cfg.workers, progress=cfg.progress, options=made)
         metrics[f"{name}_psnr"] = m["psnr"]
-        print0(f"{name}: {m['count']} images, PSNR {m['psnr']:.2f} dB after {steps} steps -> {path}")
+        print0(f"{name}: {m['count']} images, PSNR {m['psnr']:.2f} dB {how} -> {path}")
     return metrics
 
 
-def _up_to_date(path: Path, model_path: Path, dataset, labels: bool) -> bool:
+def _up_to_date(path: Path, model_path: Path, dataset, labels: bool, kind: str = SET_KIND) -> bool:
     """A functaset already encoded from this very model file and these images, with labels as asked (a rerun of
     a finished run)."""
     if not path.is_file():
         return False
-    art = artifacts.read(path, kind=SET_KIND)
+    art = artifacts.read(path, kind=kind)
     return (art.config.get("model_sha256") == artifacts.sha256(model_path)
             and art.config.get("data", {}).get("fingerprint") == dataset.fingerprint
             and bool(art.options.get("labels", False)) == labels)
