@@ -1,7 +1,9 @@
 """GINR token functasets (kind ginr-functaset, inrkit.models.ginr_family): meta --arch ginr's final sets and
 `inrkit encode GINR_MODEL` (one forward pass of the encoder, R x d tokens per image, labels, PSNR per item),
-`inrkit render` of them on any grid, and bad input refused in one sentence with nothing written."""
+`inrkit render` of them on any grid, the locality picture of Sec. 4.3, and bad input refused in one sentence
+with nothing written."""
 
+import math
 
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ from inrkit.core.pictures import to_uint8
 from inrkit.data import open_dataset
 from inrkit.fields.grid import make_grid
 from inrkit.metrics.image import psnr_per_item
-from inrkit.models.ginr_family import TokenFunctaset
+from inrkit.models.ginr import LocalityAwareINR, ginr_config
+from inrkit.models.ginr_family import TokenFunctaset, locality_maps, locality_picture, token_colours
 from inrkit.stages.encode import encode_artifact
 from inrkit.stages.info import info
 from inrkit.stages.meta import meta
@@ -142,6 +145,83 @@ def test_render_token_functaset_on_any_grid_through_the_registry(trained, tmp_pa
     assert np.array_equal(png(named), png(recorded))
 
 
+# ---------------------------------------------------------------- the locality picture (Sec. 4.3)
+
+def tiny_model(**kw):
+    torch.manual_seed(0)
+    base = dict(resolution=16, channels=3, patch=4, tokens=8, width=32, depth=1, heads=2, dim=32, features=16,
+                sigmas=(8.0, 4.0), sigma_q=2.0, decoder_heads=2)
+    return LocalityAwareINR(ginr_config(**{**base, **kw})).eval()
+
+
+def test_locality_maps_are_the_decoders_attention_on_the_grid_in_any_chunks():
+    model = tiny_model()
+    tokens = torch.randn(2, 8, 32)
+    shape = (12, 20)
+    maps = locality_maps(model, tokens, 3, shape, chunk=2**14)
+    with torch.no_grad():
+        weights = model.decoder.attention(tokens, make_grid(shape).view(-1, 2)).mean(1)  # (B, N, R)
+    assert torch.equal(maps["nearest"], weights.argmax(-1).view(2, *shape))
+    assert torch.allclose(maps["attention"], weights[..., 3].view(2, *shape), atol=1e-6)
+    chunked = locality_maps(model, tokens, 3, shape, chunk=7)
+    assert torch.equal(chunked["nearest"], maps["nearest"])
+    assert all(torch.allclose(chunked[k], maps[k], atol=1e-5) for k in ("attention", "spread", "zeroed"))
+    total = sum(locality_maps(model, tokens, k, shape)["attention"] for k in range(8))
+    assert torch.allclose(total, torch.ones(2, *shape), atol=1e-5)  # each pixel's attention over the tokens
+    blank = tokens.clone()
+    blank[:, 3] = 0
+    with torch.no_grad():
+        change = model.render(blank, shape) - model.render(tokens, shape)
+    assert torch.allclose(maps["zeroed"], change, atol=1e-6) and change.abs().max() > 0
+
+
+def test_locality_follows_the_tokens_when_they_are_reordered():
+    model = tiny_model()
+    tokens, perm = torch.randn(1, 8, 32), torch.tensor([5, 2, 7, 0, 1, 6, 3, 4])
+    maps = locality_maps(model, tokens, 0, (16, 16))
+    moved = locality_maps(model, tokens[:, perm], 0, (16, 16))  # token j of the new order is token perm[j]
+    assert torch.equal(perm[moved["nearest"]], maps["nearest"])
+    assert torch.allclose(moved["spread"], maps["spread"][:, perm], atol=1e-5)
+
+
+def test_spread_is_that_of_the_whole_image_under_uniform_attention():
+    """Keys of zero make every token equally attended: each token's spread is the grid's own, sqrt(2 (1 - 1/n^2)
+    / 12) on an n x n grid of the unit square."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.decoder.aggregate.key.weight.zero_()
+        model.decoder.aggregate.key.bias.zero_()
+    maps = locality_maps(model, torch.randn(2, 8, 32), 1, (40, 40))
+    assert torch.allclose(maps["spread"], torch.full((2, 8), math.sqrt(2 * (1 - 1 / 1600) / 12)), atol=1e-5)
+    assert torch.allclose(maps["attention"], torch.full((2, 40, 40), 1 / 8), atol=1e-6)
+
+
+def test_locality_picture_colours_each_pixel_by_its_nearest_token():
+    model = tiny_model()
+    tokens = torch.randn(3, 8, 32)
+    picture = locality_picture(model, tokens, 2, (10, 14), None, 2**14)
+    assert picture.shape == (3 * 10 + 2 * 2, 4 * 14 + 3 * 4, 3)  # a row per item: 4 panels, 4 px apart
+    nearest = locality_maps(model, tokens, 2, (10, 14))["nearest"]
+    second = picture[12:22, 18:32]  # item 1, panel 2
+    assert torch.equal(second, token_colours(8)[nearest[1]])
+    heat = picture[0:10, 36:50]  # item 0, panel 3: attention to token 2, its largest white
+    assert heat.max() == 1 and torch.equal(heat[..., 0], heat[..., 2])
+    colours = token_colours(256)
+    assert len(torch.unique(colours, dim=0)) == 256 and colours.min() >= 0 and colours.max() <= 1
+    plain = tiny_model(selective=False)  # IPC's composer has no attention: the reconstruction and Fig. 5's change
+    assert set(locality_maps(plain, tokens, 2, (10, 14))) == {"zeroed"}
+    assert locality_picture(plain, tokens, 2, (10, 14), None, 2**14).shape == (34, 2 * 14 + 4, 3)
+
+
+def test_render_locality_of_a_token_functaset(trained, tmp_path, capsys):
+    model_path, _ = trained
+    fset = model_path.with_suffix("") / "functaset-heldout.safetensors"
+    out = render(fset, tmp_path / "loc.png", index=[0, 1], locality=5, scale=2, device="cpu")
+    assert png(out).shape == (2 * 32 + 2, 4 * 32 + 3 * 4, 3)
+    printed = capsys.readouterr().err
+    assert "token 5: spread" in printed and "zeroing token 5" in printed
+
+
 # ---------------------------------------------------------------- bad input: one sentence, nothing written
 
 @pytest.fixture(scope="module")
@@ -172,8 +252,11 @@ def test_models_and_sets_of_the_other_family_are_refused(trained, functa_run, tm
             "is a functa-model artifact, but a ginr-model artifact is needed")
     refused(out_dir, lambda o: render(functa_set, o, model=model_path, device="cpu"),
             "is a ginr-model artifact, but a functa-model artifact is needed")
+    refused(out_dir, lambda o: render(functa_set, o, locality=0, device="cpu"),
+            "--locality apply to ginr-functasets, not to a functaset artifact")
     refused(out_dir, lambda o: render(token_set, o, perturb=0, device="cpu"),
             "--perturb apply to functasets, not to a ginr-functaset artifact")
+    refused(out_dir, lambda o: render(token_set, o, locality=8, device="cpu"), "--locality 8 is not a latent token")
     refused(out_dir, lambda o: render(token_set, o, index=[8], device="cpu"), "--index 8 is outside")
     with pytest.raises(InrkitError, match="is a ginr-functaset artifact, but a functaset artifact is needed"):
         read_functaset(token_set)  # train-classifier and train-diffusion read functasets through it

@@ -80,6 +80,9 @@ def render(
                                          "when not embedded."),
     perturb: int | None = typer.Option(None, help="Functaset: shift this latent dimension everywhere "
                                           "(perturbation analysis, spatial functa App. C.5)."),
+    locality: int | None = typer.Option(None, help="GINR token functaset: the locality picture for token K "
+                                           "(Sec. 4.3): the token each pixel attends to most, the pixels attending "
+                                           "to K, and the change when K is zeroed."),
     seeds: str | None = typer.Option(None, help="Generator: samples to draw, e.g. 0-15 (default) or 3,7,10-12."),
     psi: float | None = typer.Option(None, help="Generator: truncation psi (App. B.3; default 1, none)."),
     interpolate: str | None = typer.Option(None, help="Generator: two seeds A,B; draw a row from A to B."),
@@ -108,7 +111,7 @@ def render(
         raise InrkitError("--chunk must be at least 1.")
     run(artifact, out, size=parse_size(size) if size else None, scale=scale, fps_scale=fps_scale,
         grid=parse_ranges(grid) if grid else None, chunk=chunk, device=device,
-        index=parse_index(index) if index else None, model=model, perturb=perturb,
+        index=parse_index(index) if index else None, model=model, perturb=perturb, locality=locality,
         seeds=_seeds(seeds, "--seeds"), psi=psi, interpolate=_seeds(interpolate, "--interpolate"), steps=steps,
         space=space, frequencies=frequencies, label=label, cfg=cfg, sampler=sampler, eta=eta,
         save_latents=save_latents, precision=precision, compile=compile)

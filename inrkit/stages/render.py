@@ -31,6 +31,7 @@ def render(
     index: list[int] | None = None,    # functaset: items to draw (default: the first 16)
     model: Path | None = None,         # functaset: its functa-model, when not embedded
     perturb: int | None = None,        # functaset: latent feature dimension for the perturbation picture
+    locality: int | None = None,       # GINR token functaset: the token of the locality picture (Sec. 4.3)
     seeds: list[int] | None = None,    # generator: samples to draw (default 0-15)
     psi: float | None = None,          # generator: truncation (App. B.3), default 1
     interpolate: list[int] | None = None,  # generator: two seeds to interpolate between (Fig. 5)
@@ -48,7 +49,8 @@ def render(
     """Draw any INR artifact through its family's renderer; return the path written."""
     if fps_scale is not None and (type(fps_scale) is not int or fps_scale < 1):  # a bool is no frame count
         raise InrkitError(f"--fps-scale must be a whole number of at least 1, got {fps_scale}.")
-    options = dict(fps_scale=fps_scale, index=index, model=model, perturb=perturb, seeds=seeds, psi=psi,
+    options = dict(fps_scale=fps_scale, index=index, model=model, perturb=perturb, locality=locality, seeds=seeds,
+                   psi=psi,
                    interpolate=interpolate, steps=steps, space=space, frequencies=frequencies or None, label=label,
                    cfg=cfg, sampler=sampler, eta=eta, save_latents=save_latents)
     options = {k: v for k, v in options.items() if v is not None}  # not given: the family's default
