@@ -54,7 +54,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from inrkit.core.errors import InrkitError
 from inrkit.fields.encoding import PositionalEncoding
 from inrkit.fields.grid import Range, grid_on
-from inrkit.fields.loe import SLOPE, LoELinear, _raster_bits, permute_grid_rows, plan_grid_phases
+from inrkit.fields.loe import SLOPE, LoELinear, permute_grid_rows, plan_grid_phases
 from inrkit.models.macs import conv2d_macs, linear_macs
 
 ARCHS = ("loe-gan", "pe-ce")
@@ -136,6 +136,12 @@ def generator_summary(cfg: dict) -> dict:
     per_pixel = macs["total"] / cfg["resolution"] ** 2
     return {"config": cfg, "params": count_params(cfg)["total"], "macs_per_pixel": per_pixel,
             "gmacs_per_image": macs["total"] / 1e9, "macs_by_component": macs}
+
+
+def raster_layout(shape: tuple[int, int]) -> list[tuple[int, int]]:
+    """The bits of raster order on a power-of-two grid, most significant first: (axis, bit level), axis 0's bits
+    first (the `src` layout of inrkit.fields.loe.permute_grid_rows for a row-major grid)."""
+    return [(a, level) for a, n in enumerate(shape) for level in reversed(range(n.bit_length() - 1))]
 
 
 class LoeGanGenerator(nn.Module):
@@ -238,7 +244,7 @@ class LoeGanGenerator(nn.Module):
     def _render_fast(self, z: torch.Tensor, shape: tuple[int, int], layouts: list) -> torch.Tensor:
         """LoE's full-grid path: points in block k's layout make its LoE layer one batched matmul."""
         grid = grid_on(shape, None, self.first.weight.device, self.first.weight.dtype).reshape(-1, 2)
-        raster, current = _raster_bits(shape), [layouts[0]]
+        raster, current = raster_layout(shape), [layouts[0]]
 
         def move(x, k):  # one strided copy when block k's candidate bits differ from the last block's
             if layouts[k] != current[0]:
