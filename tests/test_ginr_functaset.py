@@ -5,6 +5,7 @@ with nothing written."""
 
 import math
 
+import fuzz
 import numpy as np
 import pytest
 import torch
@@ -306,3 +307,42 @@ def test_damaged_token_functasets_are_refused_in_one_sentence(trained, tmp_path)
     out_dir = tmp_path / "ocut"
     out_dir.mkdir()
     refused(out_dir, lambda o: render(cut, o, device="cpu"), "damaged|truncated")
+
+
+# ---------------------------------------------------------------- the command line
+
+def test_cli_encodes_a_ginr_model_and_draws_its_locality(trained, tmp_path):
+    model_path, _ = trained
+    fset, picture = tmp_path / "t.safetensors", tmp_path / "loc.png"
+    code, err = fuzz.run_cli("encode", str(model_path), "--data", "builtin:digits?count=3", "--labels", "--workers",
+                             "0", "--device", "cpu", "--out", str(fset))
+    assert code == 0, err
+    art = artifacts.read(fset, kind="ginr-functaset")
+    assert art.tensors["latents"].shape == (3, 8, 32) and art.tensors["labels"].tolist() == [0, 1, 2]
+    code, err = fuzz.run_cli("render", str(fset), "--locality", "1", "--index", "0-1", "--size", "12x20",
+                             "--device", "cpu", "--out", str(picture))
+    assert code == 0, err
+    assert png(picture).shape == (2 * 12 + 2, 4 * 20 + 3 * 4, 3)
+
+
+@pytest.mark.parametrize("args, said", [
+    ("encode {model} --data builtin:digits?count=2 --bits 6", "--bits applies to functa-model artifacts"),
+    ("render {tokens} --perturb 0", "--perturb apply to functasets, not to a ginr-functaset artifact"),
+    ("render {tokens} --locality 99", "--locality 99 is not a latent token"),
+    ("render {functaset} --locality 0", "--locality apply to ginr-functasets, not to a functaset artifact"),
+    ("train-classifier --data {tokens}", "is a ginr-functaset artifact, but a functaset artifact is needed"),
+    ("train-diffusion --data {tokens}", "is a ginr-functaset artifact, but a functaset artifact is needed"),
+    ("classify {classifier} --data {tokens}", "is a ginr-functaset artifact, but a functaset artifact is needed"),
+])
+def test_cli_refuses_token_sets_where_functa_latents_are_needed(trained, functa_run, tmp_path, tmp_path_factory,
+                                                               monkeypatch, args, said):
+    model_path, _ = trained
+    inputs = dict(model=str(model_path), tokens=str(model_path.with_suffix("") / "functaset-train.safetensors"),
+                  functaset=str(functa_run[1]),
+                  classifier=str(fuzz.make_artifact("classifier", tmp_path_factory.mktemp("clf"))))
+    monkeypatch.chdir(tmp_path)
+    code, err = fuzz.run_cli(*[a.format(**inputs) if a.startswith("{") else a for a in args.split()])
+    lines = err.strip().splitlines()
+    assert code not in (0, None) and len(lines) == 1 and lines[0].startswith("inrkit: error: "), err
+    assert said in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == []
