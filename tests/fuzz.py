@@ -144,9 +144,19 @@ def _ginr_functaset(folder: Path) -> artifacts.Artifact:
         metrics=dict(psnr=20.0, count=3))
 
 
+def _loe_generator(folder: Path) -> artifacts.Artifact:
+    from inrkit.models.loegan import LoeGanGenerator, generator_config
+
+    torch.manual_seed(0)
+    G = LoeGanGenerator(generator_config(arch="loe-gan", resolution=32, z_dim=4, width=8, hidden=4, tiles=(2, 4),
+                                         grid_resolutions=(2, 8)))
+    return artifacts.Artifact(kind="loe-generator", tensors=G.state_dict(), config=dict(generator=G.config))
+
+
 MAKERS = {"field": _field, "functa-model": _functa, "functaset": _functaset, "generator": _generator,
           "latents": _latents, "train-state": _train_state, "classifier": _classifier,
-          "diffusion": _diffusion, "ginr-model": _ginr, "ginr-functaset": _ginr_functaset}
+          "diffusion": _diffusion, "ginr-model": _ginr, "ginr-functaset": _ginr_functaset,
+          "loe-generator": _loe_generator}
 
 
 def all_kinds() -> tuple[str, ...]:

@@ -69,7 +69,7 @@ def test_unknown_and_wrong_kinds_are_one_sentence(files):
     d = files["dir"]
     with pytest.raises(InrkitError, match=r"latents artifact, which this version of inrkit cannot rebuild \(it "
                                           r"knows field, functa-model, functaset, generator, classifier, "
-                                          r"diffusion, ginr-model, ginr-functaset\)\.$"):
+                                          r"diffusion, ginr-model, ginr-functaset, loe-generator\)\.$"):
         registry.load(d / "latents.safetensors")
     with pytest.raises(InrkitError, match="is a field artifact, but a generator artifact is needed here"):
         registry.load(d / "field.safetensors", kind=inrgan_family.KIND)

@@ -38,7 +38,9 @@ from inrkit.models import diffusion_family as diffusion
 from inrkit.models import functa_family as functa
 from inrkit.models import ginr_family as ginr
 from inrkit.models import inrgan_family as inrgan
+from inrkit.models import loegan_family as loegan
 from inrkit.models.inrgan import InrGanGenerator
+from inrkit.models.loegan import LoeGanGenerator
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ FAMILIES = (
            sampler=diffusion.sampler),
     Family("GINR", kinds=(ginr.MODEL_KIND, ginr.SET_KIND), build=ginr.build, render_codes=ginr.render_codes,
            render=ginr.render, render_kinds=(ginr.SET_KIND,), render_options=ginr.RENDER_OPTIONS),
+    Family("LoE-GAN", kinds=(loegan.KIND,), build=loegan.build, render_codes=loegan.render_codes,
+           sampler=loegan.sampler, types=(LoeGanGenerator,)),
 )
 
 
