@@ -317,7 +317,8 @@ def test_shipped_recipes_load_with_every_variant():
         stage = next(c for c in recipe["usage"].split() if c in commands)
         assert f"{stage} --config recipes/{path.name}" in recipe["usage"], path.name
         for variant in ["", *recipe.get("variants", {})]:
-            kw = config.resolve(commands[stage], dict(data="builtin:photos"), f"{path}#{variant}")
+            given = dict(signal="builtin:camera") if stage == "fit" else dict(data="builtin:photos")
+            kw = config.resolve(commands[stage], given, f"{path}#{variant}")
             assert set(kw) == {f.name for f in dataclasses.fields(commands[stage])}
     flat = config.load_recipe(f"{ROOT / 'recipes' / 'spatial-functa-cifar10.json'}#functa-1024", MetaConfig)
     assert (flat["arch"], flat["latent"], flat["width"], flat["depth"]) == ("functa", "1024", 512, 15)

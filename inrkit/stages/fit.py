@@ -148,14 +148,18 @@ def _lr(cfg: FitConfig) -> float:
     return DEFAULT_LR[cfg.arch] if cfg.lr is None else cfg.lr
 
 
+def config_for(cfg: FitConfig, shape: tuple[int, ...], channels: int) -> dict:
+    """The field config `fit` builds for a signal of `shape` (frames, H, W or H, W) and `channels`; the grid scales
+    stop at the larger spatial side (Table 6's dagger). bench/loe_counts.py counts the recipes through it."""
+    return field_config(cfg.arch, len(shape), channels, max(shape[-2:]), cfg.width, cfg.depth, cfg.tile, cfg.blend,
+                        cfg.arrangement, cfg.frequencies, cfg.w0, cfg.seed, **_per_layer(cfg),
+                        ce_channels=cfg.ce_channels, ce_size=cfg.ce_size)
+
+
 def _setup(cfg: FitConfig, target: torch.Tensor) -> FitObjective:
     """The field (seeded), Adam (--betas, default supp. A's (0.9, 0.995)) with one step decay, as the objective."""
     seed_all(cfg.seed)
-    shape, channels = tuple(target.shape[:-1]), target.shape[-1]
-    config = field_config(cfg.arch, len(shape), channels, max(shape[-2:]), cfg.width, cfg.depth, cfg.tile,
-                          cfg.blend, cfg.arrangement, cfg.frequencies, cfg.w0, cfg.seed,
-                          **_per_layer(cfg), ce_channels=cfg.ce_channels, ce_size=cfg.ce_size)
-    field = build_field(config).to(target.device)
+    field = build_field(config_for(cfg, tuple(target.shape[:-1]), target.shape[-1])).to(target.device)
     lr = _lr(cfg)
     opt = torch.optim.Adam(field.parameters(), lr=lr, betas=_betas(cfg))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, step_decay(cfg.steps, cfg.lr_decay, cfg.lr_decay_at))
