@@ -30,8 +30,7 @@ from inrkit.models.functa import SpatialFuncta, check_latent_fits, parse_latent
 from inrkit.models.functa_family import SET_KIND
 from inrkit.stages import meta_ginr
 from inrkit.stages.configs import MetaConfig
-from inrkit.stages.encode import write_functaset
-from inrkit.stages.encode_ginr import write_token_functaset
+from inrkit.stages.encode import write_functaset, write_token_functaset
 from inrkit.train.loop import Run, Schedule, resume, training_loop
 from inrkit.train.metalearn import MetaObjective
 
