@@ -4,7 +4,11 @@ real digits per snapshot artifact, DDPM (1000 steps) vs DDIM (50) FID and second
 guidance scales 0, 1, 2, 4, and memorisation (spatial functa App. C.2, Table 7's check): for --mem-samples samples of
 one class, the number of distinct nearest training images (pixel L2, among all training digits), against the count
 expected from as many uniform draws from that class's training images, and against what as many held-out real
-digits of that class give. One JSON line per measurement on stdout.
+digits of that class give. With --floors, two reference FIDs that bound what any sampler can reach here: the
+held-out real digits against the same reference (the distribution floor at that n), and the functa
+reconstructions of the reference digits themselves (what decoding through the functa model alone costs); and, as a
+check of the measuring path, the reference's own images through the samples' path (FID 0 when they agree). One JSON
+line per measurement on stdout.
 
     OMP_NUM_THREADS=1 python bench/diffusion_digits.py out/diffbench/digits.safetensors --n 200 --ref-count 1000
 """
@@ -23,6 +27,7 @@ from inrkit.data import open_dataset
 from inrkit.metrics.fid import feature_stats, fid_from_stats, load_inception
 from inrkit.models import diffusion_family as family
 from inrkit.models import registry
+from inrkit.models.sampling import Sampler, quantize
 from inrkit.stages.fid import default_cache_dir, reference_stats, sample_features
 
 
@@ -40,6 +45,27 @@ def fid_of(model, sampling: dict, n: int, ref, inception) -> tuple[float, float]
     feats = sample_features(sampler, n, inception, resolution=sampler.resolution, batch=50)
     seconds = time.perf_counter() - start
     return fid_from_stats(feature_stats(feats), ref), seconds / n
+
+
+def tensor_fid(pixels: torch.Tensor, ref, inception) -> float:
+    """FID of images (N, 1, R, R) in [0, 1] against `ref`, through the same path as the samples' (uint8, clean
+    resize)."""
+    images = quantize(pixels.clamp(0, 1))
+    source = Sampler(resolution=images.shape[-1], channels=1, draw=lambda start, count, side: images[start:start + count])
+    return fid_from_stats(feature_stats(sample_features(source, len(images), inception, resolution=images.shape[-1],
+                                                        batch=50)), ref)
+
+
+def floors(model, functaset: Path, ref_count: int, hx: torch.Tensor, ref, inception) -> dict:
+    """FID of the held-out real digits, and of the functa reconstructions of the reference digits (the first
+    `ref_count` training items, the reference's own images: the functaset must list them in dataset order)."""
+    latents = registry.load(functaset).latents[:ref_count]
+    r = model.functa.resolution
+    recon = torch.cat([family.render_codes(model, latents[i:i + 100], (r, r)) for i in range(0, len(latents), 100)])
+    x, _ = real_digits(r, ref_count)  # the reference's own images through the samples' path: FID 0 if the paths agree
+    return dict(path_check_n=len(x), fid_path_check=tensor_fid((x + 1) / 2, ref, inception),
+                heldout_real_n=len(hx), fid_heldout_real=tensor_fid((hx + 1) / 2, ref, inception),
+                reconstructions_n=len(recon), fid_reconstructions=tensor_fid(recon.permute(0, 3, 1, 2), ref, inception))
 
 
 def class_consistency(model, clf, scales, per_class: int) -> dict:
@@ -86,6 +112,9 @@ def main() -> None:
     ap.add_argument("--mem-digit", type=int, default=3)
     ap.add_argument("--mem-cfg", type=float, default=1.0)
     ap.add_argument("--no-consistency", action="store_true")
+    ap.add_argument("--no-fid", action="store_true", help="skip the DDIM-50 FID of --n samples")
+    ap.add_argument("--floors", action="store_true", help="also the held-out-real and functa-reconstruction FIDs "
+                    "(needs --functaset)")
     ap.add_argument("--functaset", type=Path, help="the training functaset: the x0 clip of artifacts written "
                     "before the artifact stored it (the largest normalised |z|)")
     args = ap.parse_args()
@@ -100,22 +129,28 @@ def main() -> None:
     hx, hy = real_digits(32, None, "heldout")
     held = float((clf.predict(hx.reshape(len(hx), -1).numpy()) == hy.numpy()).mean())
     print(json.dumps(dict(pixel_classifier_heldout_accuracy=held)), flush=True)
-    for path in args.artifacts:
+    for i, path in enumerate(args.artifacts):
         model = registry.load(path)
+        if args.floors and i == 0:
+            if args.functaset is None:
+                raise SystemExit("--floors needs --functaset (the training functaset).")
+            print(json.dumps(dict(floors=floors(model, args.functaset, args.ref_count, hx, ref, inception))),
+                  flush=True)
         if model.denoiser.clip is None and args.functaset is not None:
             latents = registry.load(args.functaset).latents
             model.denoiser.clip = float(model.normaliser.normalise(latents.float()).abs().max())
         step = artifacts.read(path).metrics
         ddim = dict(sampler="ddim", steps=50, eta=0.0, cfg=1.0)
-        value, sps = fid_of(model, ddim, args.n, ref, inception)
-        print(json.dumps(dict(artifact=str(path), metrics=step, sampler="ddim50", cfg=1.0, n=args.n,
-                              ref=args.ref_count, fid=value, sec_per_sample=sps)), flush=True)
+        if not args.no_fid:
+            value, sps = fid_of(model, ddim, args.n, ref, inception)
+            print(json.dumps(dict(artifact=str(path), metrics=step, sampler="ddim50", cfg=1.0, n=args.n,
+                                  ref=args.ref_count, fid=value, sec_per_sample=sps)), flush=True)
         if args.ddpm:
             n = args.ddpm_n or args.n
             value, sps = fid_of(model, dict(sampler="ddpm", steps=None, eta=1.0, cfg=1.0), n, ref, inception)
             print(json.dumps(dict(artifact=str(path), sampler="ddpm1000", cfg=1.0, n=n, fid=value,
                                   sec_per_sample=sps)), flush=True)
-            if n != args.n:
+            if n != args.n or args.no_fid:
                 value, sps = fid_of(model, ddim, n, ref, inception)
                 print(json.dumps(dict(artifact=str(path), sampler="ddim50", cfg=1.0, n=n, fid=value,
                                       sec_per_sample=sps)), flush=True)
