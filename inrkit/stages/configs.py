@@ -144,7 +144,8 @@ class TrainGanConfig:
 
     data: str = option(help="Training images: a folder, .zip, shards or builtin:NAME.", resume=True)
     out: Path = option(Path("out/generator.safetensors"), "Generator artifact (EMA weights); run folder beside it.")
-    arch: str = option("inrgan", "inrgan (hypernetwork) | inr-latent (Table 1 baseline).", resume=True)
+    arch: str = option("inrgan", "inrgan (hypernetwork) | inr-latent (Table 1 baseline) | loe-gan | pe-ce "
+                       "(Levels-of-Experts supp. E: LoE-GAN and its PE + CE baseline).", resume=True)
     resolution: int = option(32, "Training resolution (square).", resume=True)
     channels: int = option(3, "3 (RGB) or 1 (grey).", resume=True)
     blocks: str | None = option(None, "INR blocks RESxLAYERSxWIDTH,..., e.g. 16x2x128,32x2x128 (default: the "
@@ -157,7 +158,8 @@ class TrainGanConfig:
     upsample: str = option("nearest", "nearest | bilinear", resume=True)
     fourier_scale: float = option(10.0, "Std of the initial Fourier frequencies (radians per unit of [0, 1]); "
                                   "lower it for smooth, low-resolution data.", resume=True)
-    z_dim: int = option(512, "Latent size.", resume=True)  # App. A
+    z_dim: int | None = option(None, "Latent size (default: the architecture's, INR-GAN 512, LoE-GAN 3328).",
+                               resume=True)  # App. A; LoE supp. E / Table 4 derivation
     hyper_hidden: int = option(1024, "Hypernetwork width.", resume=True)  # App. A
     d_channel_base: int = option(16384, "Discriminator channel base (16384: config-e).", resume=True)  # 32768: f
     d_channel_max: int = option(512, "Discriminator channels at most.", resume=True)
@@ -167,11 +169,22 @@ class TrainGanConfig:
     batch: int = option(32, "Images per step over all processes.", resume=True)  # StyleGAN2 config-e: 32
     flip: bool = option(True, "Random horizontal flips of the training images (the paper's; turn off where "
                         "mirroring changes meaning, e.g. digits).", resume=True)  # Sec. 4.1
-    lr_g: float = option(1e-5, "Adam rate of G's hypernetwork (App. A).", resume=True)
+    lr_g: float | None = option(None, "Adam rate of G's hypernetwork (default: INR-GAN App. A 1e-5; LoE-GAN "
+                                "supp. E 1e-4, all of G).", resume=True)
     lr_shared: float = option(5e-4, "Adam rate of the INR's shared parameters (App. A).", resume=True)
-    lr_d: float = option(3e-3, "Adam rate of D (App. A).", resume=True)
+    lr_d: float | None = option(None, "Adam rate of D (default: INR-GAN App. A 3e-3; LoE-GAN supp. E 1e-4).",
+                                resume=True)
     r1_gamma: float = option(10.0, "R1 penalty weight.", resume=True)  # App. A
     r1_every: int = option(1, "R1 every N steps, lazily scaled (App. A: 1).", resume=True)
+    loe_width: int = option(512, "LoE-GAN / PE + CE: first layer and residual stream channels (Table 4 "
+                            "derivation).", resume=True)
+    loe_hidden: int = option(172, "LoE-GAN / PE + CE: the residual blocks' bottleneck.", resume=True)
+    loe_tiles: str = option("2,4,4,4,4,8,8", "LoE-GAN / PE + CE: LoE tile side per residual block (its length is "
+                            "the blocks).", resume=True, metavar="T,...")
+    loe_grid: str | None = option(None, "LoE-GAN: grid resolution per block (default 2,8,16,32,64,128,256, each "
+                                  "at most --resolution).", resume=True, metavar="R,...")
+    loe_embedding: int | None = option(None, "PE + CE: coordinate embedding side (default 256, at most "
+                                       "--resolution).", resume=True)
     ema_kimg: float = option(10.0, "EMA half-life of G in thousands of images.", resume=True)  # StyleGAN2: 10
     ema_rampup: float | None = option(None, "EMA ramp-up: half-life at most this fraction of the images so far "
                                       "(e.g. 0.05).", resume=True)

@@ -31,22 +31,25 @@ generator's w_avg buffer is averaged after each update, so the ranks stay identi
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from inrkit.core import runtime
-from inrkit.core.checks import require_at_least, require_positive, require_suffix, require_writable
 from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.precision import resolve_precision
-from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
+from inrkit.core.runtime import seed_all
 from inrkit.models.discriminator import Discriminator, discriminator_config
 from inrkit.models.inrgan import InrGanGenerator, generator_config, generator_summary
+from inrkit.models.loegan import ARCHS as LOE_ARCHS
 from inrkit.stages.configs import TrainGanConfig
+from inrkit.stages.gan_run import check_options, objective_options, refuse_other_family, run_training, start
+from inrkit.stages.train_loe_gan import train_loe_gan
 from inrkit.train.gan import GanObjective
-from inrkit.train.loop import Run, Schedule, resume, training_loop
+
+INRGAN_DEFAULTS = dict(z_dim=512, lr_g=1e-5, lr_d=3e-3)  # App. A (the config's None: the architecture's)
+LOE_ONLY = ("loe_width", "loe_hidden", "loe_tiles", "loe_grid", "loe_embedding")
 
 
 def parse_blocks(blocks) -> list[list[int]] | None:
@@ -67,35 +70,24 @@ def train_gan(data: str, out: Path, **options) -> dict:
     """Train (or resume) a GAN; write the EMA generator and the run folder; return summary metrics.
     `options` are TrainGanConfig's fields (inrkit/stages/configs.py); rerunning the same call resumes."""
     cfg = build(TrainGanConfig, data=data, out=Path(out), **options)
+    if cfg.arch in LOE_ARCHS:  # Levels-of-Experts supp. E: its own models and objective
+        return train_loe_gan(cfg)
+    refuse_other_family(cfg, LOE_ONLY, "LoE-GAN (--arch loe-gan|pe-ce)")
+    cfg.z_dim, cfg.lr_g, cfg.lr_d = (INRGAN_DEFAULTS[k] if getattr(cfg, k) is None else getattr(cfg, k)
+                                     for k in ("z_dim", "lr_g", "lr_d"))  # App. A
     cfg.blocks = parse_blocks(cfg.blocks)
     gcfg, dcfg = _model_configs(cfg)
     cfg.blocks = gcfg["blocks"]  # the resolved default is what the artifact and the resume check record
     out, options = cfg.out, options_of(cfg)
-    _check_options(cfg)
+    check_options(cfg)
     if cfg.dry_run:
         return _dry_run(gcfg, dcfg, options)
-    dev = pick_device(cfg.device)
-    runtime.init_distributed(dev)
-    if cfg.batch % runtime.world_size():
-        raise InrkitError(f"--batch {cfg.batch} does not split evenly over {runtime.world_size()} processes.")
+    dev = start(cfg)
     training = resume_options(cfg)
     objective, dataset = _setup(cfg, gcfg, dcfg, dev, options, training)
-    run = Run(run_dir=out.with_suffix(""), training=training, device=dev, progress=cfg.progress,
-              retry=f"lower rates (e.g. --lr-g {cfg.lr_g / 2:g} --lr-shared {cfg.lr_shared / 2:g} "
-                    f"--lr-d {cfg.lr_d / 2:g})")
-    pos = resume(objective, run)
-    tick = int(round(cfg.tick_kimg * 1000))
-    schedule = Schedule(total_images=int(round(cfg.kimg * 1000)), batch=cfg.batch, tick_images=tick,
-                        snapshot_images=tick * cfg.snapshot_ticks, seconds=cfg.seconds)
-    pos = training_loop(objective, _batches(dataset, cfg), schedule, run, out, pos)
-    run_seconds = time.perf_counter() - run.started
-    print0(f"trained to {pos['images'] / 1000:.3f} kimg ({(pos['images'] - run.start_images) / 1000:.3f} in this "
-           f"run, {run_seconds:.0f} s) -> {out}")
-    metrics = dict(kimg=pos["images"] / 1000, step=pos["step"], run_seconds=run_seconds,
-                   parameters_sha256=parameters_sha256(objective.G_ema))
-    if pos.get("fid") is not None:
-        metrics["fid"] = pos["fid"]
-    return metrics
+    return run_training(cfg, objective, dataset, dev, training,
+                        retry=f"lower rates (e.g. --lr-g {cfg.lr_g / 2:g} --lr-shared {cfg.lr_shared / 2:g} "
+                              f"--lr-d {cfg.lr_d / 2:g})")
 
 
 def _model_configs(cfg) -> tuple[dict, dict]:
@@ -125,56 +117,10 @@ def _setup(cfg, gcfg: dict, dcfg: dict, dev, options: dict, training: dict):
     ratio = cfg.r1_every / (cfg.r1_every + 1) if cfg.r1_every > 1 else 1.0  # StyleGAN2's lazy-regularisation
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * ratio, betas=(0.0, 0.98 ** ratio), eps=1e-8)
     dataset = open_dataset(cfg.data, cfg.resolution, cfg.channels)
-    run_dir = Path(cfg.out).with_suffix("")
-    objective = GanObjective(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, seed=cfg.seed, batch=cfg.batch,
-                             r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every, ema_kimg=cfg.ema_kimg,
-                             ema_rampup=cfg.ema_rampup, out=Path(cfg.out), run_dir=run_dir,
-                             artifact_config=dict(generator=gcfg, discriminator=dcfg, training=training),
-                             options=options, keep_snapshots=cfg.keep_snapshots, fid_ticks=cfg.fid_ticks,
-                             fid=_fid_during_training(cfg, run_dir, dev), precision=precision,
-                             compile=cfg.compile)
+    objective = GanObjective(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, r1_gamma=cfg.r1_gamma,
+                             r1_every=cfg.r1_every,
+                             **objective_options(cfg, gcfg, dcfg, dev, options, training, precision))
     return objective, dataset
-
-
-def _batches(dataset, cfg):
-    """This rank's share of the one global stream of images (flipped as configured), from image `start` on."""
-    from inrkit.data import make_loader
-
-    world = runtime.world_size()
-    return lambda start: make_loader(dataset, cfg.batch // world, seed=cfg.seed, start=start // world,
-                                     flip=cfg.flip, workers=cfg.workers, device=pick_device(cfg.device))
-
-
-def _fid_during_training(cfg, run_dir: Path, dev):
-    """FID of the EMA generator (rank 0), appended to stats.jsonl; the other ranks wait."""
-    if not cfg.fid_ticks:
-        return None
-
-    def evaluate(G_ema, pos: dict) -> float | None:
-        from inrkit.stages.fid import fid
-
-        value = None
-        if runtime.is_rank0():
-            value = fid(G_ema, cfg.data, n=cfg.fid_n, stats=run_dir / "stats.jsonl",
-                        stats_extra=dict(kimg=pos["images"] / 1000), device=str(dev), workers=cfg.workers,
-                        precision=cfg.precision)
-        runtime.barrier()
-        return value
-
-    return evaluate
-
-
-def _check_options(cfg) -> None:
-    """Fail fast, in one sentence, on options that cannot work."""
-    require_suffix(cfg.out, ".safetensors")
-    if not cfg.dry_run:  # a dry run writes nothing
-        require_writable(cfg.out)
-    if cfg.channels not in (1, 3):
-        raise InrkitError(f"--channels must be 1 (grey) or 3 (RGB), not {cfg.channels}.")
-    require_at_least(1, batch=cfg.batch, r1_every=cfg.r1_every, snapshot_ticks=cfg.snapshot_ticks)
-    require_positive(kimg=cfg.kimg, tick_kimg=cfg.tick_kimg, ema_kimg=cfg.ema_kimg, seconds=cfg.seconds)
-    require_at_least(0, r1_gamma=cfg.r1_gamma, fid_ticks=cfg.fid_ticks)
-    require_at_least(2, fid_n=cfg.fid_n)
 
 
 def _dry_run(cfg: dict, dcfg: dict, options: dict) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -89,6 +90,7 @@ class GanObjective:
     generators: dict = field(default_factory=dict)
     precision: Precision = FP32     # autocast of G's and D's forwards (inrkit.core.precision)
     compile: bool = False           # torch.compile G and D (R1 keeps the uncompiled D)
+    kind: ClassVar[str] = GENERATOR_KIND  # the artifact kind of the snapshots (a subclass's family may differ)
 
     def __post_init__(self):
         device = self.G.w_avg.device
@@ -151,16 +153,19 @@ class GanObjective:
             pos["fid"] = self.fid(self.G_ema, pos)
             record["fid"] = pos["fid"]
 
+    def save_grid(self, path: Path) -> None:
+        save_grid(path, self.G_ema)
+
     def snapshot(self, pos: dict) -> None:
         metrics = dict(kimg=pos["images"] / 1000, step=pos["step"])
         if pos.get("fid") is not None:
             metrics["fid"] = pos["fid"]
-        generator = artifacts.Artifact(kind=GENERATOR_KIND, tensors=self.G_ema.state_dict(),
+        generator = artifacts.Artifact(kind=self.kind, tensors=self.G_ema.state_dict(),
                                        config=self.artifact_config, options=self.options, metrics=metrics)
         artifacts.save(self.out, generator)
         if self.keep_snapshots:
             artifacts.save(self.run_dir / f"generator-{pos['images'] / 1000:010.3f}.safetensors", generator)
-        save_grid(self.run_dir / f"samples-{pos['images'] / 1000:010.3f}.png", self.G_ema)
+        self.save_grid(self.run_dir / f"samples-{pos['images'] / 1000:010.3f}.png")
 
 
 @torch.no_grad()
