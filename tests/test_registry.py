@@ -74,7 +74,7 @@ def test_unknown_and_wrong_kinds_are_one_sentence(files):
     with pytest.raises(InrkitError, match="is a field artifact, but a generator artifact is needed here"):
         registry.load(d / "field.safetensors", kind=inrgan_family.KIND)
     with pytest.raises(InrkitError, match="latents artifact; `render` draws field, functaset, generator, "
-                                          "diffusion and ginr-functaset"):
+                                          "diffusion, ginr-functaset and loe-generator"):
         render(d / "latents.safetensors", d / "x.png", device="cpu")
     with pytest.raises(InrkitError, match="--perturb apply to functasets, not to a generator artifact"):
         render(d / "gen.safetensors", d / "x.png", perturb=1, device="cpu")

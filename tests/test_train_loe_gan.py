@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -21,6 +22,7 @@ from inrkit.core.runtime import parameters_sha256
 from inrkit.models import loegan
 from inrkit.models.loegan_family import KIND
 from inrkit.models.registry import family_for
+from inrkit.models.sampling import sample_latents
 from inrkit.stages.configs import TrainGanConfig
 from inrkit.stages.train_gan import train_gan
 
@@ -107,3 +109,48 @@ def test_paper_recipe_is_table4(variant, params):
     result = train_gan(DATA, "unused.safetensors", **recipe, dry_run=True)
     assert result["generator_params"] == params and result["options"]["batch"] == 32
     assert result["options"]["kimg"] == 32000 and result["options"]["lr_g"] == result["options"]["lr_d"] == 1e-4
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loe") / "g.safetensors"
+    train_gan(DATA, out, arch="loe-gan", kimg=0.008, **TINY)
+    return out
+
+
+def render_cli(*args):
+    return CliRunner().invoke(app, ["render", *map(str, args)])
+
+
+def test_render_any_grid_scale_and_low_res(trained, tmp_path):
+    from PIL import Image
+
+    G = inrkit.load(trained)
+    for args, side in ((["--scale", 2], 64), (["--size", 16], 16), (["--size", 48], 48)):
+        png = tmp_path / f"r{side}.png"
+        result = render_cli(trained, "--seeds", "0-1", "--out", png, "--device", "cpu", *args)
+        assert result.exit_code == 0, result.output
+        assert Image.open(png).size == (2 * side + 2, side)  # two samples in one row, a 2-pixel gap
+        if side == 16:
+            assert "low-res inference" in result.output
+    grid = np.asarray(Image.open(tmp_path / "r16.png"), dtype=np.float64)[:, :16] / 255
+    z = torch.cat([sample_latents(G.config["z_dim"], 0, 1, 0)])
+    with torch.no_grad():  # seed 0 through the model itself
+        expected = ((G.render(z, (16, 16)) + 1) / 2).clamp(0, 1)[0].numpy()
+    assert np.abs(grid - expected).max() <= 1 / 255 + 1e-6
+    zoom = tmp_path / "zoom.png"
+    result = render_cli(trained, "--seeds", "0", "--grid=-0.5,1.5", "--out", zoom, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert Image.open(zoom).size == (64, 64)  # the training pixel pitch on a grid twice as wide
+    row = tmp_path / "interp.png"
+    result = render_cli(trained, "--interpolate", "0,1", "--steps", 3, "--out", row, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert Image.open(row).size == (3 * 32 + 2 * 2, 32)
+
+
+def test_render_refuses_psi_and_inrgan_options(trained, tmp_path):
+    result = render_cli(trained, "--psi", "0.7", "--out", tmp_path / "a.png", "--device", "cpu")
+    assert isinstance(result.exception, InrkitError) and "no w space" in str(result.exception)
+    result = render_cli(trained, "--frequencies", "--out", tmp_path / "b.png", "--device", "cpu")
+    assert isinstance(result.exception, InrkitError) and "loe-generator" in str(result.exception)
+    assert not list(tmp_path.iterdir())

@@ -74,6 +74,7 @@ FAMILIES = (
     Family("GINR", kinds=(ginr.MODEL_KIND, ginr.SET_KIND), build=ginr.build, render_codes=ginr.render_codes,
            render=ginr.render, render_kinds=(ginr.SET_KIND,), render_options=ginr.RENDER_OPTIONS),
     Family("LoE-GAN", kinds=(loegan.KIND,), build=loegan.build, render_codes=loegan.render_codes,
+           render=loegan.render, render_kinds=(loegan.KIND,), render_options=loegan.RENDER_OPTIONS,
            sampler=loegan.sampler, types=(LoeGanGenerator,)),
 )
 
