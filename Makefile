@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 INRKIT := $(VENV)/bin/inrkit
 OUT    ?= out/demo
 
-.PHONY: help demo test test-slow lint bench clean venv inrgan functa functa-classify functa-diffusion
+.PHONY: help demo test test-slow lint bench clean venv inrgan loe-gan functa functa-classify functa-diffusion
 
 venv: $(VENV)/.installed ## create the virtual environment (.venv)
 
@@ -51,12 +51,15 @@ help: ## list the targets and pipelines
 #   make functa RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
 RECIPE      ?= tiny
 OUT_INRGAN  ?= out/inrgan
+OUT_LOEGAN  ?= out/loe-gan
 OUT_FUNCTA  ?= out/functa
 OUT_CLF     ?= out/functa-classify
 OUT_DIF     ?= out/functa-diffusion
 CLF_RECIPE  ?= recipes/classifier-cifar10.json
 DIF_RECIPE  ?= recipes/diffusion-cifar10.json
 GAN_RECIPE  ?= recipes/inrgan-ffhq256.json
+LOE_RECIPE  ?= recipes/loe-gan-ffhq256.json
+LOE_ARCH    ?= loe-gan
 META_RECIPE ?= recipes/spatial-functa-cifar10.json
 
 $(if $(filter $(RECIPE),tiny paper),,$(error RECIPE is tiny (the default) or paper, not '$(RECIPE)'))
@@ -70,6 +73,7 @@ keep-failed = || { mv -f $@ $(basename $@).failed.safetensors 2>/dev/null; exit 
 # still work with RECIPE=paper.
 need = $(or $($(1)),$(error RECIPE=paper needs $(1)=... ($(2)), e.g. $(3)))
 GAN_EXAMPLE  := make inrgan RECIPE=paper DATA=ffhq256/
+LOE_EXAMPLE  := make loe-gan RECIPE=paper DATA=ffhq256/
 META_EXAMPLE := make functa RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
 CLF_EXAMPLE  := make functa-classify RECIPE=paper DATA=cifar10/train HELDOUT=cifar10/test
 DIF_EXAMPLE  := make functa-diffusion RECIPE=paper DATA=cifar10/train
@@ -98,6 +102,9 @@ DIF_TRAIN    = --config $(DIF_RECIPE)
 DIF_DEPS     = $(DIF_RECIPE)
 DIF_RENDER  ?= --seeds 0-63 --cfg 5
 GAN_DEPS     = $(GAN_RECIPE)
+LOE_DATA     = $(call need,DATA,the training images,$(LOE_EXAMPLE))
+LOE_TRAIN    = --config $(LOE_RECIPE) --data '$(LOE_DATA)' --arch $(LOE_ARCH)
+LOE_DEPS     = $(LOE_RECIPE)
 META_DEPS    = $(META_RECIPE)
 else
 # A generator small enough for a CPU (README's digits run, smaller; about 7 minutes on one thread), on faces so
@@ -110,6 +117,14 @@ GAN_TRAIN    = --data '$(GAN_DATA)' --resolution 32 --channels 1 --z-dim 64 --hy
                --tick-kimg 1 --snapshot-ticks 5 --workers 0
 GAN_KIMG    ?= 40
 GAN_LOWRES  ?= 16
+# LoE-GAN (LOE_ARCH=pe-ce: its PE + CE baseline) at a CPU size: 32x32 grey digits, a 32-channel network with
+# three LoE blocks; about 2 minutes per 0.5 kimg on one busy thread.
+LOE_DATA     = builtin:digits
+LOE_TRAIN    = --data '$(LOE_DATA)' --arch $(LOE_ARCH) --resolution 32 --channels 1 --no-flip --z-dim 32 \
+               --loe-width 32 --loe-hidden 16 --loe-tiles 2,2,4 --loe-grid 2,8,32 --batch 16 --kimg $(LOE_KIMG) \
+               --tick-kimg 0.128 --snapshot-ticks 2 --workers 0
+LOE_KIMG    ?= 0.5
+LOE_DEPS     =
 FID_OPTS    ?= --n 64 --workers 0
 KPL_OPTS    ?= --n-train 1000 --n-test 16 --projection-steps 20
 META_DATA    = builtin:photos?count=64
@@ -164,6 +179,28 @@ $(OUT_INRGAN)/fid.jsonl: $(GEN) | $(GAN_PICS)
 
 $(OUT_INRGAN)/kpl.json: $(GEN) | $(OUT_INRGAN)/fid.jsonl
 	$(INRKIT) kpl $< --faces '$(FACES)' $(KPL_OPTS) --out $@
+
+# LoE-GAN (Levels-of-Experts supp. E): train-gan --arch loe-gan -> render (samples, x2, zoom-out, low-res) -> fid.
+LOE_GEN  := $(OUT_LOEGAN)/generator.safetensors
+LOE_PICS := $(addprefix $(OUT_LOEGAN)/,samples.png samples_x2.png zoomout.png lowres.png)
+
+loe-gan: $(OUT_LOEGAN)/fid.jsonl ## LoE-GAN: train-gan --arch loe-gan -> render (samples, x2, zoom-out, low-res) -> fid
+
+$(LOE_GEN): $(LOE_DEPS) | venv
+	$(INRKIT) train-gan $(LOE_TRAIN) --out $@ $(keep-failed)
+
+$(OUT_LOEGAN)/samples.png: $(LOE_GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --out $@
+$(OUT_LOEGAN)/samples_x2.png: $(LOE_GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --scale 2 --out $@
+$(OUT_LOEGAN)/zoomout.png: $(LOE_GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --grid=-0.5,1.5 --out $@
+$(OUT_LOEGAN)/lowres.png: $(LOE_GEN)
+	$(INRKIT) render $< --seeds $(SEEDS) --size $(GAN_LOWRES) --out $@
+
+$(OUT_LOEGAN)/fid.jsonl: $(LOE_GEN) | $(LOE_PICS)
+	rm -f $@
+	$(INRKIT) fid $< --data '$(LOE_DATA)' $(FID_OPTS) --stats $@
 
 # Spatial functa: meta -> encode (held-out images) -> render (functaset grid, x2).
 MODEL := $(OUT_FUNCTA)/model.safetensors

@@ -19,12 +19,13 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 STAGES = {
     "inrgan": ["inrkit train-gan", "inrkit render", "--scale 2", "--grid=-0.5,1.5", "--size", "inrkit fid",
                "inrkit kpl"],
+    "loe-gan": ["inrkit train-gan", "inrkit render", "--scale 2", "--grid=-0.5,1.5", "--size", "inrkit fid"],
     "functa": ["inrkit meta", "inrkit encode", "inrkit render", "--scale 2"],
     "functa-classify": ["inrkit meta", "--augment", "inrkit encode", "inrkit train-classifier", "inrkit classify"],
     "functa-diffusion": ["inrkit meta", "inrkit encode", "inrkit train-diffusion", "--save-latents", "--scale 2",
                          "inrkit fid"],
 }
-OUT_VAR = {"inrgan": "OUT_INRGAN", "functa": "OUT_FUNCTA", "functa-classify": "OUT_CLF",
+OUT_VAR = {"inrgan": "OUT_INRGAN", "loe-gan": "OUT_LOEGAN", "functa": "OUT_FUNCTA", "functa-classify": "OUT_CLF",
            "functa-diffusion": "OUT_DIF"}
 
 
@@ -63,7 +64,7 @@ def test_dry_run_lists_every_stage_in_order(pipeline, mode, tmp_path):
     assert all(str(tmp_path) in line for line in lines)  # every output goes to the pipeline's OUT folder
     train = lines[0]
     if mode:  # paper: the recipe and the data, nothing the recipe would have to lose to
-        recipe = "inrgan-ffhq256" if pipeline == "inrgan" else "spatial-functa-cifar10"
+        recipe = {"inrgan": "inrgan-ffhq256", "loe-gan": "loe-gan-ffhq256"}.get(pipeline, "spatial-functa-cifar10")
         assert f"--config recipes/{recipe}.json --data 'x'" in train and "--resolution" not in train
         assert (ROOT / "recipes" / f"{recipe}.json").is_file()
     else:
@@ -73,7 +74,7 @@ def test_dry_run_lists_every_stage_in_order(pipeline, mode, tmp_path):
 def test_help_lists_targets_and_pipelines():
     out = make("help").stdout
     listed = {line.split()[0] for line in out.splitlines() if line.startswith("  ")}
-    assert {"inrgan", "functa", "functa-classify", "demo", "test", "test-slow", "lint", "venv", "clean",
+    assert {"inrgan", "loe-gan", "functa", "functa-classify", "demo", "test", "test-slow", "lint", "venv", "clean",
             "help"} <= listed
 
 
