@@ -56,10 +56,11 @@ def tensor_fid(pixels: torch.Tensor, ref, inception) -> float:
                                                         batch=50)), ref)
 
 
-def floors(model, functaset: Path, ref_count: int, hx: torch.Tensor, ref, inception) -> dict:
+def floors(model, latents: torch.Tensor, ref_count: int, hx: torch.Tensor, ref, inception) -> dict:
     """FID of the held-out real digits, and of the functa reconstructions of the reference digits (the first
-    `ref_count` training items, the reference's own images: the functaset must list them in dataset order)."""
-    latents = registry.load(functaset).latents[:ref_count]
+    `ref_count` training items, the reference's own images; `latents` are the training functaset's, in dataset
+    order)."""
+    latents = latents[:ref_count]
     r = model.functa.resolution
     recon = torch.cat([family.render_codes(model, latents[i:i + 100], (r, r)) for i in range(0, len(latents), 100)])
     x, _ = real_digits(r, ref_count)  # the reference's own images through the samples' path: FID 0 if the paths agree
@@ -99,7 +100,7 @@ def memorisation(model, x, y, hx, hy, digit: int, n: int, scale: float) -> dict:
                 expected_uniform_draws_heldout_n=m * (1 - (1 - 1 / m) ** len(real)))
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("artifacts", nargs="+", type=Path)
     ap.add_argument("--n", type=int, default=200)
@@ -118,6 +119,42 @@ def main() -> None:
     ap.add_argument("--functaset", type=Path, help="the training functaset: the x0 clip of artifacts written "
                     "before the artifact stored it (the largest normalised |z|)")
     args = ap.parse_args()
+    if args.floors and args.functaset is None:
+        ap.error("--floors needs --functaset (the training functaset).")
+    return args
+
+
+def measure(path: Path, args, ref, inception, clf, digits, latents) -> None:
+    """Every asked-for measurement of one diffusion artifact, one JSON line each."""
+    x, y, hx, hy = digits
+    model = registry.load(path)
+    if model.denoiser.clip is None and latents is not None:
+        model.denoiser.clip = float(model.normaliser.normalise(latents.float()).abs().max())
+    ddim = dict(sampler="ddim", steps=50, eta=0.0, cfg=1.0)
+    if not args.no_fid:
+        value, sps = fid_of(model, ddim, args.n, ref, inception)
+        print(json.dumps(dict(artifact=str(path), metrics=artifacts.read(path).metrics, sampler="ddim50", cfg=1.0,
+                              n=args.n, ref=args.ref_count, fid=value, sec_per_sample=sps)), flush=True)
+    if args.ddpm:
+        n = args.ddpm_n or args.n
+        value, sps = fid_of(model, dict(sampler="ddpm", steps=None, eta=1.0, cfg=1.0), n, ref, inception)
+        print(json.dumps(dict(artifact=str(path), sampler="ddpm1000", cfg=1.0, n=n, fid=value,
+                              sec_per_sample=sps)), flush=True)
+        if n != args.n or args.no_fid:
+            value, sps = fid_of(model, ddim, n, ref, inception)
+            print(json.dumps(dict(artifact=str(path), sampler="ddim50", cfg=1.0, n=n, fid=value,
+                                  sec_per_sample=sps)), flush=True)
+    if not args.no_consistency:
+        consistency = class_consistency(model, clf, (0, 1, 2, 4), args.per_class)
+        print(json.dumps(dict(artifact=str(path), class_consistency=consistency, per_class=args.per_class)),
+              flush=True)
+    if args.mem_samples:
+        print(json.dumps(dict(artifact=str(path), memorisation=memorisation(
+            model, x, y, hx, hy, args.mem_digit, args.mem_samples, args.mem_cfg))), flush=True)
+
+
+def main() -> None:
+    args = arguments()
     from sklearn.linear_model import LogisticRegression
 
     torch.set_grad_enabled(False)
@@ -129,38 +166,12 @@ def main() -> None:
     hx, hy = real_digits(32, None, "heldout")
     held = float((clf.predict(hx.reshape(len(hx), -1).numpy()) == hy.numpy()).mean())
     print(json.dumps(dict(pixel_classifier_heldout_accuracy=held)), flush=True)
-    for i, path in enumerate(args.artifacts):
-        model = registry.load(path)
-        if args.floors and i == 0:
-            if args.functaset is None:
-                raise SystemExit("--floors needs --functaset (the training functaset).")
-            print(json.dumps(dict(floors=floors(model, args.functaset, args.ref_count, hx, ref, inception))),
-                  flush=True)
-        if model.denoiser.clip is None and args.functaset is not None:
-            latents = registry.load(args.functaset).latents
-            model.denoiser.clip = float(model.normaliser.normalise(latents.float()).abs().max())
-        step = artifacts.read(path).metrics
-        ddim = dict(sampler="ddim", steps=50, eta=0.0, cfg=1.0)
-        if not args.no_fid:
-            value, sps = fid_of(model, ddim, args.n, ref, inception)
-            print(json.dumps(dict(artifact=str(path), metrics=step, sampler="ddim50", cfg=1.0, n=args.n,
-                                  ref=args.ref_count, fid=value, sec_per_sample=sps)), flush=True)
-        if args.ddpm:
-            n = args.ddpm_n or args.n
-            value, sps = fid_of(model, dict(sampler="ddpm", steps=None, eta=1.0, cfg=1.0), n, ref, inception)
-            print(json.dumps(dict(artifact=str(path), sampler="ddpm1000", cfg=1.0, n=n, fid=value,
-                                  sec_per_sample=sps)), flush=True)
-            if n != args.n or args.no_fid:
-                value, sps = fid_of(model, ddim, n, ref, inception)
-                print(json.dumps(dict(artifact=str(path), sampler="ddim50", cfg=1.0, n=n, fid=value,
-                                      sec_per_sample=sps)), flush=True)
-        if not args.no_consistency:
-            consistency = class_consistency(model, clf, (0, 1, 2, 4), args.per_class)
-            print(json.dumps(dict(artifact=str(path), class_consistency=consistency,
-                                  per_class=args.per_class)), flush=True)
-        if args.mem_samples:
-            print(json.dumps(dict(artifact=str(path), memorisation=memorisation(
-                model, x, y, hx, hy, args.mem_digit, args.mem_samples, args.mem_cfg))), flush=True)
+    latents = registry.load(args.functaset).latents if args.functaset is not None else None  # read once
+    if args.floors:
+        model = registry.load(args.artifacts[0])
+        print(json.dumps(dict(floors=floors(model, latents, args.ref_count, hx, ref, inception))), flush=True)
+    for path in args.artifacts:
+        measure(path, args, ref, inception, clf, (x, y, hx, hy), latents)
 
 
 if __name__ == "__main__":
