@@ -51,9 +51,10 @@ def tensor_fid(pixels: torch.Tensor, ref, inception) -> float:
     """FID of images (N, 1, R, R) in [0, 1] against `ref`, through the same path as the samples' (uint8, clean
     resize)."""
     images = quantize(pixels.clamp(0, 1))
-    source = Sampler(resolution=images.shape[-1], channels=1, draw=lambda start, count, side: images[start:start + count])
-    return fid_from_stats(feature_stats(sample_features(source, len(images), inception, resolution=images.shape[-1],
-                                                        batch=50)), ref)
+    side = images.shape[-1]
+    source = Sampler(resolution=side, channels=1, draw=lambda start, count, _side: images[start:start + count])
+    feats = sample_features(source, len(images), inception, resolution=side, batch=50)
+    return fid_from_stats(feature_stats(feats), ref)
 
 
 def floors(model, latents: torch.Tensor, ref_count: int, hx: torch.Tensor, ref, inception) -> dict:
