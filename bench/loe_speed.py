@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -39,7 +40,9 @@ from inrkit.fields.loe import (  # noqa: E402
 )
 
 C = 64  # channels
-TARGETS = {"nearest-grid": 1.15, "nearest-random": 1.6, "linear-grid": 4.5}
+TARGETS = {"nearest-grid": 1.15, "nearest-random": 1.6, "linear-grid": 4.5, "nearest-grid-stack": 1.05,
+           "paper-grid-2d": 1.05, "paper-random-2d": 1.5, "paper-grid-3d": 1.05, "paper-random-3d": 1.5}
+# issue 13: whole nearest field on a full grid < 1.05x dense, layers <= 1.15x, random points <= 1.5x
 
 
 def sync(device: torch.device) -> None:
@@ -222,6 +225,57 @@ def naive_grid_row(size: int, args, device) -> dict:
     return row(case, "reference", size * size, t, "naive", "dense")
 
 
+def paper_fields(table: int, resolution: int, device) -> tuple[nn.Module, nn.Module]:
+    """(LoE, dense PE MLP) at the recipes' shapes: Table 1's (widths 512, 384, 256 x 5, 4x4 tiles on 7 layers,
+    Table 6's scales) or Table 2's (width 256, tiles 2, 4, 4, 4, 4 per axis); L = log2(resolution)."""
+    from inrkit.core.config import resolve
+    from inrkit.fields import build_field
+    from inrkit.stages.configs import FitConfig
+    from inrkit.stages.fit import config_for
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / ("loe-table1-image.json" if table == 1 else
+                                                                 "loe-table2-video.json")
+    shape = (resolution,) * (2 if table == 1 else 3)
+    fields = []
+    for variant in ("", "pe-mlp" if table == 1 else "pe"):
+        options = resolve(FitConfig, dict(signal="unused"), f"{recipe}#{variant}" if variant else recipe)
+        options["frequencies"] = int(math.log2(resolution))
+        fields.append(build_field(config_for(FitConfig(**options), shape, 3)).to(device))
+    return fields[0], fields[1]
+
+
+def paper_rows(args, device) -> list[dict]:
+    """Forward + backward of the whole fields at the paper's shapes, LoE vs the dense PE MLP of the same widths:
+    2-D (Table 1) on a 512^2 grid and on 262,144 random points, 3-D (Table 2) on a 64^3 grid and on 160,000
+    random points (the recipes' batch_pixels). LoE on a grid uses forward_grid, the dense MLP the grid's
+    coordinates; random points go through forward for both."""
+    rows = []
+    for table, resolution, random_points in ((1, 512, 262144), (2, 64, 160000)):
+        loe, dense = paper_fields(table, resolution, device)
+        dim = 2 if table == 1 else 3
+        shape = (resolution,) * dim
+        axis = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
+        grid = torch.stack(torch.meshgrid(*([axis] * dim), indexing="ij"), -1).reshape(-1, dim).to(device)
+        gen = torch.Generator().manual_seed(0)
+        coords = torch.rand(random_points, dim, generator=gen).to(device)
+        g_grid = torch.randn(*shape, 3, device=device)
+        g_rand = torch.randn(random_points, 3, device=device)
+        what = "Table 1 shape (512/384/256, 4x4 tiles)" if table == 1 else "Table 2 shape (256, tiles 2,4,4,4,4 ^3)"
+        cases = {
+            "dense-grid": fwd_bwd(lambda d=dense, x=grid, s=shape: d(x).reshape(*s, 3), None, g_grid),
+            "loe-grid": fwd_bwd(lambda f=loe, s=shape: f.forward_grid(s), None, g_grid),
+            "dense-random": fwd_bwd(lambda d=dense, x=coords: d(x), None, g_rand),
+            "loe-random": fwd_bwd(lambda f=loe, x=coords: f(x), None, g_rand),
+        }
+        t = interleaved_times(cases, args.paper_reps, 1, device)
+        grid_name = "x".join(map(str, shape))
+        rows.append(row(f"nearest field, {what}, forward_grid {grid_name} vs dense", f"paper-grid-{dim}d",
+                        grid.shape[0], t, "loe-grid", "dense-grid"))
+        rows.append(row(f"nearest field, {what}, {random_points:,} random points vs dense", f"paper-random-{dim}d",
+                        random_points, t, "loe-random", "dense-random"))
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| case | points | LoE ms | dense ms | ratio | ratio of minima | target |",
@@ -245,30 +299,41 @@ def main() -> None:
     parser.add_argument("--stack-reps", type=int, default=7, help="timed repetitions of each whole-field case")
     parser.add_argument("--large-reps", type=int, default=5, help="timed repetitions of the 512x512 layer cases")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "loe_speed.json"))
+    parser.add_argument("--paper-reps", type=int, default=3, help="timed repetitions of the paper-shape fields")
+    parser.add_argument("--only", choices=("all", "paper", "small"), default="all",
+                        help="paper: only the issue-13 rows at the paper's shapes; small: only the 64-channel rows")
+    parser.add_argument("--out", default=None, help="default bench/results/loe_speed.json (--only paper: "
+                        "loe_speed_paper.json)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.out is None:
+        name = "loe_speed_paper.json" if args.only == "paper" else "loe_speed.json"
+        args.out = str(Path(__file__).parent / "results" / name)
     device = torch.device(args.device)
     torch.manual_seed(0)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    rows = grid_layer_rows(256, "nearest", args, device)
-    large = argparse.Namespace(**{**vars(args), "reps": args.large_reps, "stack_reps": 3, "warmup": 1})
-    rows += grid_layer_rows(512, "nearest", large, device)
-    rows += [grid_stack_row(256, "nearest", args, device), grid_stack_row(512, "nearest", large, device)]
-    rows += random_rows(65536, args, device)
-    rows += grid_layer_rows(256, "linear", args, device)
-    rows.append(grid_stack_row(256, "linear", args, device))
-    rows.append(naive_grid_row(256, args, device))
+    rows = []
+    if args.only in ("all", "small"):
+        rows += grid_layer_rows(256, "nearest", args, device)
+        large = argparse.Namespace(**{**vars(args), "reps": args.large_reps, "stack_reps": 3, "warmup": 1})
+        rows += grid_layer_rows(512, "nearest", large, device)
+        rows += [grid_stack_row(256, "nearest", args, device), grid_stack_row(512, "nearest", large, device)]
+        rows += random_rows(65536, args, device)
+        rows += grid_layer_rows(256, "linear", args, device)
+        rows.append(grid_stack_row(256, "linear", args, device))
+        rows.append(naive_grid_row(256, args, device))
+    if args.only in ("all", "paper"):
+        rows += paper_rows(args, device)
     print(table(rows))
     meta = {
-        "command": "python bench/loe_speed.py", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "command": f"python bench/loe_speed.py --only {args.only}", "torch": torch.__version__, "threads": torch.get_num_threads(),
         "device": str(device), "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "seconds": time.perf_counter() - start, "channels": C, "reps": args.reps, "stack_reps": args.stack_reps,
-        "large_reps": args.large_reps,
+        "large_reps": args.large_reps, "paper_reps": args.paper_reps,
         "targets": TARGETS,
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
