@@ -144,6 +144,22 @@ def _ginr_functaset(folder: Path) -> artifacts.Artifact:
         metrics=dict(psnr=20.0, count=3))
 
 
+def _ginr_diffusion(folder: Path) -> artifacts.Artifact:
+    from inrkit.models import diffusion as D
+    from inrkit.models.ginr import LocalityAwareINR
+    from inrkit.models.token_diffusion import TokenTransformer, transformer_config
+    from inrkit.models.token_diffusion_family import diffusion_artifact
+
+    ginr = LocalityAwareINR(_ginr(folder).config["model"])
+    torch.manual_seed(0)
+    net = TokenTransformer(transformer_config(latent=[3, 8], classes=2, width=8, depth=1, heads=2))
+    denoiser = D.Denoiser(net, D.alpha_bar_schedule("linear", 10), prediction="x0", classes=2,
+                          probs=D.timestep_probabilities(10))
+    settings = dict(schedule="linear", steps=10, prediction="x0", ratio=1.0, label_dropout=0.1)
+    return diffusion_artifact(denoiser, D.Normaliser.fit(torch.randn(8, 3, 8), "array"), "array", settings, ginr,
+                              "0" * 64, classes=["a", "b"], parents={}, options={}, metrics={}, guidance=2.5)
+
+
 def _loe_generator(folder: Path) -> artifacts.Artifact:
     from inrkit.models.loegan import LoeGanGenerator, generator_config
 
@@ -156,7 +172,7 @@ def _loe_generator(folder: Path) -> artifacts.Artifact:
 MAKERS = {"field": _field, "functa-model": _functa, "functaset": _functaset, "generator": _generator,
           "latents": _latents, "train-state": _train_state, "classifier": _classifier,
           "diffusion": _diffusion, "ginr-model": _ginr, "ginr-functaset": _ginr_functaset,
-          "loe-generator": _loe_generator}
+          "loe-generator": _loe_generator, "ginr-diffusion": _ginr_diffusion}
 
 
 def all_kinds() -> tuple[str, ...]:

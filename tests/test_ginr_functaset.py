@@ -331,7 +331,7 @@ def test_cli_encodes_a_ginr_model_and_draws_its_locality(trained, tmp_path):
     ("render {tokens} --locality 99", "--locality 99 is not a latent token"),
     ("render {functaset} --locality 0", "--locality apply to ginr-functasets, not to a functaset artifact"),
     ("train-classifier --data {tokens}", "is a ginr-functaset artifact, but a functaset artifact is needed"),
-    ("train-diffusion --data {tokens}", "is a ginr-functaset artifact, but a functaset artifact is needed"),
+    ("train-diffusion --data {tokens}", "--arch unet does not take GINR latent tokens"),
     ("classify {classifier} --data {tokens}", "is a ginr-functaset artifact, but a functaset artifact is needed"),
 ])
 def test_cli_refuses_token_sets_where_functa_latents_are_needed(trained, functa_run, tmp_path, tmp_path_factory,

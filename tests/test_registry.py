@@ -69,12 +69,13 @@ def test_unknown_and_wrong_kinds_are_one_sentence(files):
     d = files["dir"]
     with pytest.raises(InrkitError, match=r"latents artifact, which this version of inrkit cannot rebuild \(it "
                                           r"knows field, functa-model, functaset, generator, classifier, "
-                                          r"diffusion, ginr-model, ginr-functaset, loe-generator\)\.$"):
+                                          r"diffusion, ginr-model, ginr-functaset, loe-generator, "
+                                          r"ginr-diffusion\)\.$"):
         registry.load(d / "latents.safetensors")
     with pytest.raises(InrkitError, match="is a field artifact, but a generator artifact is needed here"):
         registry.load(d / "field.safetensors", kind=inrgan_family.KIND)
     with pytest.raises(InrkitError, match="latents artifact; `render` draws field, functaset, generator, "
-                                          "diffusion, ginr-functaset and loe-generator"):
+                                          "diffusion, ginr-functaset, loe-generator and ginr-diffusion"):
         render(d / "latents.safetensors", d / "x.png", device="cpu")
     with pytest.raises(InrkitError, match="--perturb apply to functasets, not to a generator artifact"):
         render(d / "gen.safetensors", d / "x.png", perturb=1, device="cpu")

@@ -69,8 +69,10 @@ def sample_timesteps(probs: torch.Tensor, n: int, generator: torch.Generator | N
 
 @dataclass
 class Normaliser:
-    """z~ = (z - mu) / (gamma sigma) (App. C.4.1, Eq. 1). mu, sigma broadcast against (B, s, s, c): (1,) scalar,
-    (c,) vector, (s, s, c) array; float64, so denormalise(normalise(z)) == z to float64 rounding."""
+    """z~ = (z - mu) / (gamma sigma) (App. C.4.1, Eq. 1). mu, sigma broadcast against latents (B, *shape), e.g.
+    spatial (B, s, s, c) or tokens (B, R, d): (1,) scalar, (c,) vector (per channel), shape array (per position or
+    token and channel: the GINR paper's per-token standardisation, App. A.3); float64, so
+    denormalise(normalise(z)) == z to float64 rounding."""
 
     mu: torch.Tensor
     sigma: torch.Tensor
@@ -78,9 +80,10 @@ class Normaliser:
 
     @classmethod
     def fit(cls, latents: torch.Tensor, kind: str = "vector", gamma: float = 1.0) -> Normaliser:
-        """Statistics over a training set (N, s, s, c): all dims (scalar), all but c (vector), over N (array)."""
+        """Statistics over a training set (N, *shape): all dims (scalar), all but the last (vector), over N
+        (array)."""
         z = latents.double()
-        dims = {"scalar": (0, 1, 2, 3), "vector": (0, 1, 2), "array": (0,)}[kind]
+        dims = {"scalar": tuple(range(z.dim())), "vector": tuple(range(z.dim() - 1)), "array": (0,)}[kind]
         mu, sigma = z.mean(dim=dims), z.std(dim=dims)
         mu, sigma = (mu.reshape(1), sigma.reshape(1)) if kind == "scalar" else (mu, sigma)
         return cls(mu=mu, sigma=sigma.clamp(min=1e-12), gamma=float(gamma))

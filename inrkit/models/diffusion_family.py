@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from inrkit.core import artifacts
-from inrkit.core.checks import require_suffix
+from inrkit.core.checks import Value, check_config, require_suffix
 from inrkit.core.errors import InrkitError
 from inrkit.core.pictures import image_grid, save_png
 from inrkit.core.runtime import parameters_sha256, pick_device, print0
@@ -56,8 +56,28 @@ class DiffusionModel:
     def latent(self) -> tuple[int, ...]:
         return tuple(self.denoiser.net.config["latent"])
 
+    # The interface `draw`, `sampler` and train-diffusion's snapshots use, which a diffusion family over other
+    # latents (inrkit.models.token_diffusion_family) provides for its own decoder.
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return (self.functa.resolution, self.functa.resolution)
 
-def _part(art: artifacts.Artifact, prefix: str) -> artifacts.Artifact:
+    @property
+    def channels(self) -> int:
+        return self.functa.config["channels"]
+
+    def decode(self, latents: torch.Tensor, shape: tuple[int, int], ranges=None,
+               chunk: int = functa_family.MAX_CHUNK) -> torch.Tensor:
+        """Latents (B, s, s, c) through the functa model -> (B, H, W, C) in [0, 1] (unclamped)."""
+        return functa_family.render_codes(self.functa, latents.to(next(self.functa.parameters()).device), shape,
+                                          ranges, chunk)
+
+    def latents_artifact(self, latents: torch.Tensor, labels: torch.Tensor | None, options: dict):
+        return latents_functaset(self, latents, labels, options)
+
+
+def part_of(art: artifacts.Artifact, prefix: str) -> artifacts.Artifact:
+    """The tensors under `prefix`, the prefix removed (an embedded module's state)."""
     tensors = {k[len(prefix):]: v for k, v in art.tensors.items() if k.startswith(prefix)}
     return artifacts.Artifact(kind=art.kind, tensors=tensors, config=art.config)
 
@@ -68,34 +88,61 @@ def build(art: artifacts.Artifact, path: str | Path, device: torch.device | str 
         if key not in art.config:
             raise InrkitError(f"{path} has no {key} config in its metadata; the file is damaged or foreign.")
     check_diffusion_artifact(art.config, art.tensors, path)  # before allocating
-    functa_part = _part(art, FUNCTA_PREFIX)
-    if not functa_part.tensors:
-        raise InrkitError(f"{path} does not hold the functa model its latents decode with; retrain it.")
-    functa = artifacts.load_state(build_functa(art.config["functa"]), functa_part, path)
-    if parameters_sha256(functa) != art.config["functa_tensors_sha256"]:
-        raise InrkitError(f"the functa model inside {path} is not the one it was trained with (sha256 differs).")
-    cfg, dif = art.config["denoiser"], art.config["diffusion"]
-    net = artifacts.load_state(build_denoiser(cfg), _part(art, DENOISER_PREFIX), path)
-    alpha_bar = D.alpha_bar_schedule(dif["schedule"], dif["steps"])
-    denoiser = D.Denoiser(net, alpha_bar, prediction=dif["prediction"], classes=cfg["classes"],
-                          label_dropout=dif["label_dropout"], clip=dif.get("clip"),
+    denoiser, norm, functa = rebuilt_parts(art, path, device, "functa", "functa model",
+                                           build_functa(art.config["functa"]), build_denoiser(art.config["denoiser"]))
+    return DiffusionModel(denoiser=denoiser, normaliser=norm, functa=functa, functa_sha256=art.config["functa_sha256"],
+                          classes=list(art.config.get("classes", [])), sampling=sampling_of(art.config, path))
+
+
+def rebuilt_parts(art: artifacts.Artifact, path: str | Path, device, name: str, noun: str, decoder: torch.nn.Module,
+                  net: torch.nn.Module) -> tuple[D.Denoiser, D.Normaliser, torch.nn.Module]:
+    """(denoiser, normaliser, decoder) of an artifact already checked, in eval mode on `device`: `decoder` and
+    `net` are the modules its config builds, loaded from the tensors under `NAME.` and `denoiser.`; the decoder
+    must match the recorded `NAME_tensors_sha256` (a changed model is refused)."""
+    decoder_part = part_of(art, name + ".")
+    if not decoder_part.tensors:
+        raise InrkitError(f"{path} does not hold the {noun} its latents decode with; retrain it.")
+    decoder = artifacts.load_state(decoder, decoder_part, path)
+    if parameters_sha256(decoder) != art.config[f"{name}_tensors_sha256"]:
+        raise InrkitError(f"the {noun} inside {path} is not the one it was trained with (sha256 differs).")
+    net = artifacts.load_state(net, part_of(art, DENOISER_PREFIX), path)
+    dif = art.config["diffusion"]
+    denoiser = D.Denoiser(net, D.alpha_bar_schedule(dif["schedule"], dif["steps"]), prediction=dif["prediction"],
+                          classes=net.config["classes"], label_dropout=dif["label_dropout"], clip=dif.get("clip"),
                           probs=D.timestep_probabilities(dif["steps"], dif["ratio"]))
     norm = D.Normaliser(art.tensors["norm.mu"].double(), art.tensors["norm.sigma"].double(),
                         float(art.config["normalisation"]["gamma"]))
-    return DiffusionModel(denoiser=denoiser.to(device).eval(), normaliser=norm, functa=functa.to(device).eval(),
-                          functa_sha256=art.config["functa_sha256"], classes=list(art.config.get("classes", [])))
+    return denoiser.to(device).eval(), norm, decoder.to(device).eval()
+
+
+def sampling_of(config: dict, path: str | Path) -> dict:
+    """How FID samples and the guidance `render` uses by default: DDIM 50 steps, eta 0, and the artifact's
+    `guidance` (train-diffusion --guidance; 1: plain conditional; artifacts without one: 1)."""
+    check_config({"guidance": config.get("guidance")}, dict(guidance=Value(float, 0, 1e6, optional=True)), path)
+    guidance = config.get("guidance")
+    return dict(sampler="ddim", steps=50, eta=0.0, cfg=1.0 if guidance is None else float(guidance))
 
 
 def diffusion_artifact(denoiser: D.Denoiser, normaliser: D.Normaliser, norm_kind: str, diffusion: dict,
-                       functa: SpatialFuncta, functa_sha256: str, *, classes: list[str], parents: dict,
-                       options: dict, metrics: dict) -> artifacts.Artifact:
+                       functa: SpatialFuncta, functa_sha256: str, **rest) -> artifacts.Artifact:
+    """A `diffusion` artifact (see the module docstring); `rest`: assemble's keyword arguments."""
+    return assemble(KIND, "functa", denoiser, normaliser, norm_kind, diffusion, functa, functa_sha256, **rest)
+
+
+def assemble(kind: str, name: str, denoiser: D.Denoiser, normaliser: D.Normaliser, norm_kind: str,
+             diffusion: dict, decoder: torch.nn.Module, decoder_sha256: str, *, classes: list[str], parents: dict,
+             options: dict, metrics: dict, guidance: float = 1.0) -> artifacts.Artifact:
+    """A diffusion artifact of `kind`: the denoiser under `denoiser.`, the decoder its latents decode with under
+    `NAME.` (config `NAME`, `NAME_sha256` of its file, `NAME_tensors_sha256` of its tensors), the statistics, the
+    schedule, the class names and the default guidance of render and fid."""
     tensors = {DENOISER_PREFIX + k: v for k, v in denoiser.net.state_dict().items()}
-    tensors.update({FUNCTA_PREFIX + k: v for k, v in functa.state_dict().items()})
+    tensors.update({f"{name}.{k}": v for k, v in decoder.state_dict().items()})
     tensors.update({"norm.mu": normaliser.mu.float(), "norm.sigma": normaliser.sigma.float()})
-    config = dict(denoiser=denoiser.net.config, diffusion=diffusion,
-                  normalisation=dict(kind=norm_kind, gamma=normaliser.gamma), functa=functa.config,
-                  functa_sha256=functa_sha256, functa_tensors_sha256=parameters_sha256(functa), classes=classes)
-    return artifacts.Artifact(kind=KIND, tensors=tensors, config=config, parents=parents, options=options,
+    config = {"denoiser": denoiser.net.config, "diffusion": diffusion,
+              "normalisation": dict(kind=norm_kind, gamma=normaliser.gamma), name: decoder.config,
+              f"{name}_sha256": decoder_sha256, f"{name}_tensors_sha256": parameters_sha256(decoder),
+              "classes": classes, "guidance": float(guidance)}
+    return artifacts.Artifact(kind=kind, tensors=tensors, config=config, parents=parents, options=options,
                               metrics=metrics)
 
 
@@ -114,8 +161,8 @@ def check_guidance(model: DiffusionModel, label: int | None, cfg: float | None) 
 def sample_latents(model: DiffusionModel, ids: list[int], seed: int, labels: torch.Tensor | None = None,
                    cfg: float | None = None, sampler: str = "ddim", steps: int | None = 50,
                    eta: float = 0.0) -> torch.Tensor:
-    """Latents (len(ids), s, s, c) in the functa model's units (denormalised), sample k from its own noise
-    stream; `labels` (len(ids),) for a conditional model (None: unconditional), guided by `cfg`."""
+    """Latents (len(ids), *latent) in the decoder's units (denormalised), sample k from its own noise stream;
+    `labels` (len(ids),) for a conditional model (None: unconditional), guided by `cfg`."""
     dev = next(model.denoiser.parameters()).device
     out = []
     for i in range(0, len(ids), SAMPLE_BATCH):
@@ -132,36 +179,43 @@ def sample_latents(model: DiffusionModel, ids: list[int], seed: int, labels: tor
 def render_codes(model: DiffusionModel, latents: torch.Tensor, shape: tuple[int, int], ranges=None,
                  chunk: int = functa_family.MAX_CHUNK) -> torch.Tensor:
     """The render interface: latents (B, s, s, c) through the functa model -> (B, H, W, C) in [0, 1]."""
-    return functa_family.render_codes(model.functa, latents.to(next(model.functa.parameters()).device), shape,
-                                      ranges, chunk)
+    return model.decode(latents, shape, ranges, chunk)
 
 
 def sampler(model: DiffusionModel, *, seed: int = 0, psi: float = 1.0, estimate: bool = True) -> Sampler:
     """FID's sample source: `model.sampling` (DDIM 50 steps by default); a conditional model draws sample k of
-    class k mod classes at guidance `cfg`; images rendered by the functa model at any side."""
+    class k mod classes at guidance `cfg`; images rendered by the model's decoder at any side."""
     if psi != 1.0:
         raise InrkitError("--psi applies to generators, not to a diffusion model.")
     s = model.sampling
-    n, res = model.denoiser.classes, model.functa.resolution
+    n, res = model.denoiser.classes, model.resolution[0]
 
     def draw(start: int, count: int, side: int | None) -> torch.Tensor:
         ids = list(range(start, start + count))
         labels = torch.tensor([k % n for k in ids]) if n else None
         z = sample_latents(model, ids, seed, labels, s["cfg"] if n else None, s["sampler"], s["steps"], s["eta"])
-        pixels = render_codes(model, z, (side or res, side or res))
+        pixels = model.decode(z, (side or res, side or res))
         return quantize(pixels.clamp(0, 1)).permute(0, 3, 1, 2).cpu()
-    return Sampler(resolution=res, channels=model.functa.config["channels"], draw=draw)
+    return Sampler(resolution=res, channels=model.channels, draw=draw)
 
 
 def latents_functaset(model: DiffusionModel, latents: torch.Tensor, labels: torch.Tensor | None,
                       options: dict) -> artifacts.Artifact:
     """Sampled latents as a functaset (the functa model embedded) that every functaset tool reads."""
+    return sampled_set(functa_family.SET_KIND, model.functa, model.functa_sha256, model.classes, latents, labels,
+                       options, steps=0)
+
+
+def sampled_set(kind: str, decoder: torch.nn.Module, decoder_sha256: str, classes: list[str], latents: torch.Tensor,
+                labels: torch.Tensor | None, options: dict, **extra) -> artifacts.Artifact:
+    """Sampled latents as a set of `kind` (functaset, ginr-functaset), the decoder embedded under `model.`,
+    labels -1 when unconditional, psnr NaN (no image was encoded); `extra` goes into the config."""
     tensors = dict(latents=latents.float(), psnr=torch.full((len(latents),), float("nan")))
     tensors["labels"] = labels.long() if labels is not None else torch.full((len(latents),), -1)
-    tensors.update({functa_family.MODEL_PREFIX + k: v for k, v in model.functa.state_dict().items()})
-    config = dict(model=model.functa.config, model_path="", model_sha256=model.functa_sha256, embedded_model=True,
-                  data=dict(classes=model.classes, sampled=options), steps=0)
-    return artifacts.Artifact(kind=functa_family.SET_KIND, tensors=tensors, config=config, options=options)
+    tensors.update({functa_family.MODEL_PREFIX + k: v for k, v in decoder.state_dict().items()})
+    config = dict(model=decoder.config, model_path="", model_sha256=decoder_sha256, embedded_model=True,
+                  data=dict(classes=classes, sampled=options), **extra)
+    return artifacts.Artifact(kind=kind, tensors=tensors, config=config, options=options)
 
 
 def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size=None, scale=None, grid=None,
@@ -169,16 +223,28 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size=N
            steps: int | None = None, label: int | None = None, cfg: float | None = None, sampler: str = "ddpm",
            eta: float | None = None, save_latents: str | Path | None = None, columns: int | None = None) -> Path:
     """`inrkit render` of a diffusion model: samples `seeds` (default 0-15) of class `label` (conditional
-    models; default seed k gets class k mod classes, and the grid has one column per class) at guidance `cfg`, by
-    `sampler` (ddpm: all T steps; ddim: `steps`, default 50, `eta` default 0), decoded on any grid; `save_latents`
-    also writes them as a functaset."""
+    models; default seed k gets class k mod classes, and the grid has one column per class) at guidance `cfg`
+    (default: the artifact's --guidance), by `sampler` (ddpm: all T steps; ddim: `steps`, default 50, `eta`
+    default 0), decoded on any grid; `save_latents` also writes them as a functaset."""
     out = require_suffix(out, ".png")
     if save_latents is not None:
         require_suffix(save_latents, ".safetensors", option="save-latents")
     if sampler not in D.SAMPLERS:
         raise InrkitError(f"--sampler must be ddpm or ddim, got {sampler!r}.")
-    model = build(art, path, pick_device(device))
+    return draw(build(art, path, pick_device(device)), out, size=size, scale=scale, grid=grid, chunk=chunk,
+                seeds=seeds, steps=steps, label=label, cfg=cfg, sampler=sampler, eta=eta, save_latents=save_latents,
+                columns=columns)
+
+
+def draw(model, out: Path, *, size=None, scale=None, grid=None, chunk: int = functa_family.MAX_CHUNK,
+         seeds: list[int] | None = None, steps: int | None = None, label: int | None = None,
+         cfg: float | None = None, sampler: str = "ddpm", eta: float | None = None,
+         save_latents: str | Path | None = None, columns: int | None = None) -> Path:
+    """`render`'s picture for any rebuilt diffusion model (DiffusionModel's interface: denoiser, normaliser,
+    sampling, resolution, decode, latents_artifact); the options as render's, already checked for suffixes."""
     check_guidance(model, label, cfg)
+    if cfg is None and model.denoiser.classes and model.sampling["cfg"] != 1.0:
+        cfg = model.sampling["cfg"]
     seeds = list(range(DEFAULT_SEEDS)) if seeds is None else seeds
     n = model.denoiser.classes
     labels = (torch.tensor([label if label is not None else k % n for k in seeds]) if n else None)
@@ -189,10 +255,10 @@ def render(art: artifacts.Artifact, path: str | Path, out: str | Path, *, size=N
     start = time.perf_counter()
     z = sample_latents(model, seeds, 0, labels, cfg, sampler, steps, eta or 0.0)
     took = time.perf_counter() - start
-    shape = output_shape((model.functa.resolution, model.functa.resolution), size, scale, grid)
-    save_png(out, image_grid(render_codes(model, z, shape, grid, chunk).clamp(0, 1).cpu(), columns))
+    shape = output_shape(model.resolution, size, scale, grid)
+    save_png(out, image_grid(model.decode(z, shape, grid, chunk).clamp(0, 1).cpu(), columns))
     if save_latents is not None:
-        artifacts.save(save_latents, latents_functaset(model, z, labels, dict(seeds=seeds, sampler=sampler,
-                                                                               steps=steps, cfg=cfg, eta=eta)))
+        artifacts.save(save_latents, model.latents_artifact(z, labels, dict(seeds=seeds, sampler=sampler,
+                                                                             steps=steps, cfg=cfg, eta=eta)))
     print0(f"sampled {len(seeds)} latents ({sampler}) in {took:.2f} s, rendered at {shape[0]}x{shape[1]} -> {out}")
     return out

@@ -39,6 +39,7 @@ from inrkit.models import functa_family as functa
 from inrkit.models import ginr_family as ginr
 from inrkit.models import inrgan_family as inrgan
 from inrkit.models import loegan_family as loegan
+from inrkit.models import token_diffusion_family as token_diffusion
 from inrkit.models.inrgan import InrGanGenerator
 from inrkit.models.loegan import LoeGanGenerator
 
@@ -76,6 +77,10 @@ FAMILIES = (
     Family("LoE-GAN", kinds=(loegan.KIND,), build=loegan.build, render_codes=loegan.render_codes,
            render=loegan.render, render_kinds=(loegan.KIND,), render_options=loegan.RENDER_OPTIONS,
            sampler=loegan.sampler, types=(LoeGanGenerator,)),
+    Family("GINR token diffusion", kinds=(token_diffusion.KIND,), build=token_diffusion.build,
+           render_codes=token_diffusion.render_codes, render=token_diffusion.render,
+           render_kinds=(token_diffusion.KIND,), render_options=token_diffusion.RENDER_OPTIONS,
+           sampler=token_diffusion.sampler),
 )
 
 

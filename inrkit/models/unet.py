@@ -42,7 +42,7 @@ def _groups(ch: int) -> int:
     return max(g for g in range(1, 33) if ch % g == 0 and ch // g >= 2) if ch > 1 else 1
 
 
-def _zero(module: nn.Module) -> nn.Module:
+def zero_init(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
@@ -74,7 +74,7 @@ class ResBlock(nn.Module):
         self.norm1, self.conv1 = nn.GroupNorm(_groups(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb, 2 * cout)
         self.norm2, self.drop = nn.GroupNorm(_groups(cout), cout), nn.Dropout(dropout)
-        self.conv2 = _zero(nn.Conv2d(cout, cout, 3, padding=1))
+        self.conv2 = zero_init(nn.Conv2d(cout, cout, 3, padding=1))
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -90,7 +90,7 @@ class Attention(nn.Module):
     def __init__(self, ch: int, heads: int):
         super().__init__()
         self.heads, self.norm = heads, nn.GroupNorm(_groups(ch), ch)
-        self.qkv, self.proj = nn.Conv1d(ch, 3 * ch, 1), _zero(nn.Conv1d(ch, ch, 1))
+        self.qkv, self.proj = nn.Conv1d(ch, 3 * ch, 1), zero_init(nn.Conv1d(ch, ch, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -141,7 +141,7 @@ class UNet(nn.Module):
                     self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                                  nn.Conv2d(cur, cur, 3, padding=1)))
                     side *= 2
-        self.out = nn.Sequential(nn.GroupNorm(_groups(cur), cur), nn.SiLU(), _zero(nn.Conv2d(cur, c, 3, padding=1)))
+        self.out = nn.Sequential(nn.GroupNorm(_groups(cur), cur), nn.SiLU(), zero_init(nn.Conv2d(cur, c, 3, padding=1)))
 
     def _level(self, cin: int, cout: int, side: int, attend: bool | None = None) -> Level:
         attend = side in self.config["attention"] if attend is None else attend
@@ -173,9 +173,9 @@ class ResidualMLP(nn.Module):
         self.inp = nn.Linear(d, width)
         self.blocks = nn.ModuleList(nn.ModuleDict(dict(
             norm=nn.LayerNorm(width), fc1=nn.Linear(width, width), emb=nn.Linear(width, width),
-            drop=nn.Dropout(config["dropout"]), fc2=_zero(nn.Linear(width, width))))
+            drop=nn.Dropout(config["dropout"]), fc2=zero_init(nn.Linear(width, width))))
             for _ in range(config["mlp_blocks"]))
-        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), _zero(nn.Linear(width, d)))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), zero_init(nn.Linear(width, d)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb, h = self.embed(t, labels), self.inp(x.flatten(1))

@@ -243,13 +243,13 @@ class DiffusionConfig:
     """`inrkit train-diffusion`: DDPM over a functaset's latents (spatial functa App. C "Generation", Table 6 row 5
     scaled down by default: conditional 8x8x16; the recipes hold the paper's rows)."""
 
-    data: str = option(help="Training functaset (from meta or encode); labelled for a conditional model.",
-                       resume=True)
+    data: str = option(help="Training functaset (from meta or encode; a ginr-functaset of latent tokens for --arch "
+                       "transformer); labelled for a conditional model.", resume=True)
     out: Path = option(Path("out/diffusion.safetensors"), "Diffusion artifact (EMA weights); run folder beside it.")
     cond: bool | None = option(None, "Class-conditional with classifier-free guidance (default: when the "
                                "functaset has labels).", resume=True)
-    arch: str = option("unet", "unet (ADM, spatial functa) | mlp (residual MLP, flat functa, App. B.1).",
-                       resume=True)
+    arch: str = option("unet", "unet (ADM, spatial functa) | mlp (residual MLP, flat functa, App. B.1) | "
+                       "transformer (GINR token functasets, GINR App. A.3).", resume=True)
     channels: int = option(64, "UNet model channels.", resume=True)  # Tab. 6: 320
     res_blocks: int = option(2, "UNet residual blocks per level.", resume=True)  # Tab. 6: 1-3
     channel_mult: str = option("1,2", "UNet channel multipliers per level, e.g. 1,2,2.", resume=True,
@@ -257,6 +257,8 @@ class DiffusionConfig:
     attention: str = option("4", "Feature-map sides with self-attention, e.g. 8,4 (empty: none).", resume=True,
                             metavar="S,S,...")  # Tab. 6 "attention res"
     heads: int = option(4, "Attention heads.", resume=True)
+    width: int = option(128, "Transformer width (--arch transformer).", resume=True)  # GINR App. A.3: 1024
+    depth: int = option(4, "Transformer blocks (--arch transformer).", resume=True)  # GINR App. A.3: 24
     dropout: float = option(0.0, "Dropout in the residual blocks.", resume=True)  # Tab. 6: 0-0.4
     mlp_width: int = option(512, "Residual-MLP width (--arch mlp).", resume=True)  # App. B.1: 512-4096
     mlp_blocks: int = option(2, "Residual-MLP blocks (--arch mlp).", resume=True)  # App. B.1: 2 or 4
@@ -270,6 +272,8 @@ class DiffusionConfig:
                           resume=True)  # Tab. 6: 2 (CIFAR-10); App. C.3: 2.5 (ImageNet)
     label_dropout: float = option(0.2, "Proportion of dummy labels (classifier-free guidance).",
                                   resume=True)  # App. C.1: 0.2
+    guidance: float = option(1.0, "Classifier-free guidance scale that render and fid use by default (stored in "
+                             "the artifact; 1: plain conditional).")  # GINR Table 5: 2.5
     lr: float = option(1e-4, "Adam learning rate.", resume=True)  # App. C.1: 1e-4, default Adam
     batch: int = option(256, "Latents per step over all processes.", resume=True)  # App. C.1: 256
     steps: int = option(500_000, "Steps in all; rerun with more to extend.")  # App. C.1: 500k (C.3: 1.5M)

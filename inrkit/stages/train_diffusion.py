@@ -1,18 +1,25 @@
-"""`inrkit train-diffusion`: DDPM on a functaset's latents (spatial functa App. C "Generation"; App. B.1 for flat).
+"""`inrkit train-diffusion`: DDPM on a functaset's latents (spatial functa App. C "Generation"; App. B.1 for flat;
+GINR Sec. 4.4 and App. A.3 for token functasets).
 
 Reads the training functaset (labels when present, or as --cond/--no-cond say), standardises its latents
 (App. C.4.1: z~ = (z - mu) / (gamma sigma), statistics over the training set), and trains the denoiser on the one
-loop. Every snapshot writes OUT (kind `diffusion`: EMA weights, statistics, schedule, the embedded functa model and
-its sha256; with --keep-snapshots also RUN/diffusion-STEP.safetensors) and RUN/samples-STEP.png (DDIM samples of
-the EMA decoded through the functa model; a conditional model draws sample k of class k mod classes); RUN is OUT
-without its suffix and holds state.safetensors and stats.jsonl. Rerunning the same command resumes.
+loop. The functaset's kind picks the family (LATENT_KINDS): a spatial `functaset` trains --arch unet or mlp into a
+`diffusion` artifact; a GINR token functaset (`ginr-functaset`, (N, R, d) tokens) trains --arch transformer into
+a `ginr-diffusion` artifact; any other pairing is refused in one sentence before anything is written. Every
+snapshot writes OUT (EMA weights, statistics, schedule, the embedded decoder and its sha256; with
+--keep-snapshots also RUN/diffusion-STEP.safetensors) and RUN/samples-STEP.png (DDIM samples of the EMA decoded
+through the decoder; a conditional model draws sample k of class k mod classes); RUN is OUT without its suffix
+and holds state.safetensors and stats.jsonl. Rerunning the same command resumes.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -24,6 +31,8 @@ from inrkit.core.pictures import image_grid, save_png
 from inrkit.core.runtime import parameters_sha256, pick_device, print0, seed_all
 from inrkit.models import diffusion as D
 from inrkit.models import diffusion_family as family
+from inrkit.models import functa_family, ginr_family, token_diffusion_family
+from inrkit.models.token_diffusion import TokenTransformer, transformer_config
 from inrkit.models.unet import build_denoiser, unet_config
 from inrkit.stages.configs import DiffusionConfig
 from inrkit.stages.train_classifier import Latents, read_functaset
@@ -36,7 +45,8 @@ def train_diffusion(data: str, out: Path, **options) -> dict:
     `options` are DiffusionConfig's fields (inrkit/stages/configs.py)."""
     cfg = build(DiffusionConfig, data=data, out=Path(out), **options)
     _check_options(cfg)
-    train, sha, classes = read_functaset(cfg.data, labelled=False)
+    kind = latent_kind(cfg.data, cfg.arch)
+    train, sha, classes = kind.read(cfg.data)
     has_labels = train.labels is not None and not bool((train.labels < 0).any())
     if cfg.cond and not has_labels:
         raise InrkitError(f"{cfg.data} has no class labels, so --cond cannot train a conditional model; encode it "
@@ -49,7 +59,7 @@ def train_diffusion(data: str, out: Path, **options) -> dict:
     runtime.init_distributed(dev)
     latent = "x".join(str(v) for v in train.latents.shape[1:])
     _check_resumed_latent(cfg, latent)
-    objective, (latents, labels) = _setup(cfg, train, sha, classes if conditional else [], conditional, dev)
+    objective, (latents, labels) = _setup(cfg, kind, train, sha, classes if conditional else [], conditional, dev)
     run = Run(run_dir=cfg.out.with_suffix(""), training=dict(resume_options(cfg), latent=latent),
               device=dev, progress=cfg.progress, retry=f"a lower --lr (e.g. {cfg.lr / 2:g})")
     pos = resume(objective, run)
@@ -72,9 +82,11 @@ def _check_options(cfg: DiffusionConfig) -> None:
     require_writable(cfg.out, ".safetensors")
     require_at_least(1, batch=cfg.batch, steps=cfg.steps, tick=cfg.tick, snapshot=cfg.snapshot, channels=cfg.channels,
                      res_blocks=cfg.res_blocks, heads=cfg.heads, mlp_width=cfg.mlp_width, mlp_blocks=cfg.mlp_blocks,
-                     samples=cfg.samples, sample_steps=cfg.sample_steps)
+                     samples=cfg.samples, sample_steps=cfg.sample_steps, width=cfg.width, depth=cfg.depth)
     require_positive(lr=cfg.lr, gamma=cfg.gamma, timestep_ratio=cfg.timestep_ratio, seconds=cfg.seconds)
-    require_choice("arch", cfg.arch, ("unet", "mlp"))
+    if cfg.guidance < 0:
+        raise InrkitError(f"--guidance must be at least 0, got {cfg.guidance}.")
+    require_choice("arch", cfg.arch, ARCHS)
     require_choice("schedule", cfg.schedule, D.SCHEDULES)
     require_choice("prediction", cfg.prediction, D.PREDICTIONS)
     require_choice("normalisation", cfg.normalisation, D.NORMALISATIONS)
@@ -83,8 +95,9 @@ def _check_options(cfg: DiffusionConfig) -> None:
             raise InrkitError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}.")
     if not _ints(cfg.channel_mult, "channel-mult"):
         raise InrkitError("--channel-mult needs at least one multiplier, e.g. 1,2.")
-    if cfg.channels % cfg.heads:
-        raise InrkitError(f"--channels {cfg.channels} does not split into --heads {cfg.heads}.")
+    width = ("width", cfg.width) if cfg.arch == "transformer" else ("channels", cfg.channels)
+    if width[1] % cfg.heads:
+        raise InrkitError(f"--{width[0]} {width[1]} does not split into --heads {cfg.heads}.")
     if cfg.batch % runtime.world_size():
         raise InrkitError(f"--batch {cfg.batch} does not split evenly over {runtime.world_size()} processes.")
 
@@ -102,7 +115,7 @@ def _check_resumed_latent(cfg: DiffusionConfig, latent: str) -> None:
                           "choose another --out for this functaset.")
 
 
-def _denoiser_config(cfg: DiffusionConfig, latent: list[int], classes: int) -> dict:
+def _unet_config(cfg: DiffusionConfig, latent: list[int], classes: int) -> dict:
     """The network config, refusing a latent side the UNet cannot halve len(channel_mult) - 1 times."""
     mult = _ints(cfg.channel_mult, "channel-mult")
     s = latent[0]
@@ -114,16 +127,64 @@ def _denoiser_config(cfg: DiffusionConfig, latent: list[int], classes: int) -> d
                        heads=cfg.heads, dropout=cfg.dropout, mlp_width=cfg.mlp_width, mlp_blocks=cfg.mlp_blocks)
 
 
-def _setup(cfg: DiffusionConfig, train, sha: str, classes: list, conditional: bool, dev):
-    """(the objective: the denoiser (seeded), its EMA, Adam and the snapshot hook; (normalised latents (N, s, s,
-    c), labels (N,)))."""
+def _transformer_config(cfg: DiffusionConfig, latent: list[int], classes: int) -> dict:
+    return transformer_config(latent=latent, classes=classes, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
+                              dropout=cfg.dropout)
+
+
+@dataclass(frozen=True)
+class LatentKind:
+    """What train-diffusion does with one kind of functaset."""
+
+    archs: tuple[str, ...]  # the --arch values that take its latents
+    latents: str  # what its latents are, for the refusal
+    read: Callable  # path -> (set with .latents, .labels, .model, the model file's sha256, class names)
+    net_config: Callable  # (cfg, latent shape, classes) -> the denoiser config stored in the artifact
+    net: Callable  # that config -> the denoiser network
+    family: ModuleType  # diffusion_artifact and build of the artifact it writes
+
+
+def _read_tokens(path: str | Path):
+    art = artifacts.read(path, kind=ginr_family.SET_KIND)
+    tokens, sha = ginr_family.build(art, path), art.config.get("model_sha256", "")
+    if not sha:
+        raise InrkitError(f"{path} does not record its GINR model's sha256, so a diffusion model cannot name it.")
+    return tokens, sha, [str(c) for c in art.config.get("data", {}).get("classes", [])]
+
+
+LATENT_KINDS = {
+    functa_family.SET_KIND: LatentKind(("unet", "mlp"), "spatial functa latents", lambda p: read_functaset(
+        p, labelled=False), _unet_config, build_denoiser, family),
+    ginr_family.SET_KIND: LatentKind(("transformer",), "GINR latent tokens", _read_tokens, _transformer_config,
+                                     TokenTransformer, token_diffusion_family),
+}
+ARCHS = tuple(a for kind in LATENT_KINDS.values() for a in kind.archs)
+
+
+def latent_kind(data: str | Path, arch: str) -> LatentKind:
+    """The LatentKind of the functaset `data`, refusing another kind of artifact, or an --arch that does not
+    take its latents, in one sentence."""
+    kind = artifacts.kind_of(data)
+    if kind not in LATENT_KINDS:
+        raise InrkitError(f"{data} is a {kind} artifact, but train-diffusion trains on a "
+                          f"{' or a '.join(LATENT_KINDS)} artifact.")
+    chosen = LATENT_KINDS[kind]
+    if arch not in chosen.archs:
+        raise InrkitError(f"--arch {arch} does not take {chosen.latents} ({data} is a {kind} artifact); use --arch "
+                          f"{' or '.join(chosen.archs)}.")
+    return chosen
+
+
+def _setup(cfg: DiffusionConfig, kind: LatentKind, train, sha: str, classes: list, conditional: bool, dev):
+    """(the objective: the denoiser (seeded), its EMA, Adam and the snapshot hook; (normalised latents (N,
+    *latent), labels (N,)))."""
     n_classes = max(len(classes), int(train.labels.max()) + 1) if conditional else 0
     norm = D.Normaliser.fit(train.latents, cfg.normalisation, cfg.gamma)
     latents = norm.normalise(train.latents.float())
     settings = dict(schedule=cfg.schedule, steps=D.T_DEFAULT, prediction=cfg.prediction, ratio=cfg.timestep_ratio,
                     label_dropout=cfg.label_dropout, clip=float(latents.abs().max()))
     seed_all(cfg.seed)
-    net = build_denoiser(_denoiser_config(cfg, list(train.latents.shape[1:]), n_classes))
+    net = kind.net(kind.net_config(cfg, list(train.latents.shape[1:]), n_classes))
     denoiser = D.Denoiser(net, D.alpha_bar_schedule(cfg.schedule), prediction=cfg.prediction, classes=n_classes,
                           label_dropout=cfg.label_dropout,
                           probs=D.timestep_probabilities(D.T_DEFAULT, cfg.timestep_ratio)).to(dev).train()
@@ -134,12 +195,13 @@ def _setup(cfg: DiffusionConfig, train, sha: str, classes: list, conditional: bo
     names = [str(c) for c in classes] or [str(k) for k in range(n_classes)]
 
     def snapshot(pos: dict) -> None:
-        art = family.diffusion_artifact(ema, norm, cfg.normalisation, settings, functa, sha, classes=names,
-                                        parents=parents, options=options, metrics=dict(step=pos["step"]))
+        art = kind.family.diffusion_artifact(ema, norm, cfg.normalisation, settings, functa, sha, classes=names,
+                                             parents=parents, options=options, metrics=dict(step=pos["step"]),
+                                             guidance=cfg.guidance)
         artifacts.save(cfg.out, art)
         if cfg.keep_snapshots:
             artifacts.save(cfg.out.with_suffix("") / f"diffusion-{pos['step']:07d}.safetensors", art)
-        _sample_grid(cfg, family.build(art, cfg.out, dev), pos["step"])
+        _sample_grid(cfg, kind.family.build(art, cfg.out, dev), pos["step"])
 
     objective = DiffusionObjective(denoiser=denoiser, ema=ema, optimizer=torch.optim.Adam(net.parameters(), lr=cfg.lr),
                                    ema_decay=cfg.ema_decay, conditional=conditional, noise=noise,
@@ -148,14 +210,14 @@ def _setup(cfg: DiffusionConfig, train, sha: str, classes: list, conditional: bo
     return objective, (latents, labels)
 
 
-def _sample_grid(cfg: DiffusionConfig, model: family.DiffusionModel, step: int) -> Path:
-    """RUN/samples-STEP.png: DDIM samples 0..samples-1 of the EMA, decoded at the training resolution."""
+def _sample_grid(cfg: DiffusionConfig, model, step: int) -> Path:
+    """RUN/samples-STEP.png: DDIM samples 0..samples-1 of the EMA (a DiffusionModel or a TokenDiffusionModel),
+    decoded at the training resolution."""
     n = model.denoiser.classes
     ids = list(range(cfg.samples))
     labels = torch.tensor([k % n for k in ids]) if n else None
     z = family.sample_latents(model, ids, cfg.seed, labels, None, "ddim", cfg.sample_steps)
-    r = model.functa.resolution
-    images = family.render_codes(model, z, (r, r)).clamp(0, 1).cpu()
+    images = model.decode(z, model.resolution).clamp(0, 1).cpu()
     return save_png(cfg.out.with_suffix("") / f"samples-{step:07d}.png", image_grid(images, max(n, 8) if n else 8))
 
 
