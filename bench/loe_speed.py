@@ -328,7 +328,8 @@ def main() -> None:
         rows += paper_rows(args, device)
     print(table(rows))
     meta = {
-        "command": f"python bench/loe_speed.py --only {args.only}", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "command": f"python bench/loe_speed.py --only {args.only}", "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "device": str(device), "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_before": load_before, "load_average_after": os.getloadavg(),

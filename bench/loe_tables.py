@@ -138,7 +138,7 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(run_row, jobs))
     rows = []
-    for (variant, name, paper_psnr, paper_ssim), job, r in zip(table, jobs, results):
+    for (variant, name, paper_psnr, paper_ssim), job, r in zip(table, jobs, results, strict=True):
         options = {k: job[2][k] for k in ("arch", "width", "widths", "depth", "tile", "tiles", "blend",
                                            "arrangement", "frequencies", "ce_channels", "ce_size", "lr", "betas")}
         rows.append(dict(row=name, recipe=f"recipes/{RECIPES[args.table]}" + (f"#{variant}" if variant else ""),
