@@ -30,6 +30,9 @@ def hashes():
 @pytest.mark.parametrize("name", sorted(RECORD["hashes"]))
 def test_same_tensors_as_recorded(hashes, name):
     """Every file recorded is written again with the same tensors (a stage may write new files, e.g. fit's
-    training state since fit became resumable)."""
+    training state since fit became resumable). A GAN run's convolutions round differently on another CPU, so the
+    record also holds the recording commit's hashes on the other CPUs it was run on ("also")."""
     recorded = RECORD["hashes"][name]
-    assert {f: hashes[name].get(f) for f in recorded} == recorded
+    also = RECORD.get("also", {}).get("hashes", {}).get(name, {})  # the same commit's hashes on another CPU
+    written = {f: hashes[name].get(f) for f in recorded}
+    assert all(written[f] == recorded[f] or written[f] in also.get(f, []) for f in recorded), (written, recorded)
