@@ -31,6 +31,9 @@ from inrkit.models.sampling import Sampler, quantize
 from inrkit.stages.fid import default_cache_dir, reference_stats, sample_features
 
 
+SIDE = 32  # the digits' side here: the reference, the pixel classifier and the nearest-image search
+
+
 def real_digits(resolution: int, count: int | None, split: str = "train"):
     ds = open_dataset("builtin:digits", resolution, channels=1, labels=True, split=split, count=count)
     pairs = [ds[i] for i in range(len(ds))]
@@ -78,7 +81,7 @@ def class_consistency(model, clf, scales, per_class: int) -> dict:
     out = {}
     for scale in scales:
         z = family.sample_latents(model, ids, 1, labels, float(scale), "ddim", 50)
-        r = model.functa.resolution
+        r = SIDE  # the pixel classifier's side; any decoder renders on any grid
         pixels = family.render_codes(model, z, (r, r)).clamp(0, 1).cpu().reshape(len(ids), -1).numpy()
         out[str(scale)] = float((clf.predict(pixels * 2 - 1) == labels.numpy()).mean())
     return out
@@ -87,7 +90,7 @@ def class_consistency(model, clf, scales, per_class: int) -> dict:
 def memorisation(model, x, y, hx, hy, digit: int, n: int, scale: float) -> dict:
     """Distinct nearest training images (pixel L2) of n samples of class `digit` at guidance `scale` (DDIM 50)."""
     z = family.sample_latents(model, list(range(n)), 2, torch.full((n,), digit), float(scale), "ddim", 50)
-    r = model.functa.resolution
+    r = SIDE
     samples = family.render_codes(model, z, (r, r)).clamp(0, 1).reshape(n, -1) * 2 - 1
     train = x.reshape(len(x), -1)
     nearest = torch.cdist(samples, train).argmin(1)
@@ -160,11 +163,11 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     inception = load_inception("cpu")
-    ref_ds = open_dataset("builtin:digits", 32, channels=1, count=args.ref_count)
+    ref_ds = open_dataset("builtin:digits", SIDE, channels=1, count=args.ref_count)
     ref, _ = reference_stats(ref_ds, inception, cache_dir=default_cache_dir(), batch=50, workers=0)
-    x, y = real_digits(32, None)
+    x, y = real_digits(SIDE, None)
     clf = LogisticRegression(max_iter=2000).fit(x.reshape(len(x), -1).numpy(), y.numpy())
-    hx, hy = real_digits(32, None, "heldout")
+    hx, hy = real_digits(SIDE, None, "heldout")
     held = float((clf.predict(hx.reshape(len(hx), -1).numpy()) == hy.numpy()).mean())
     print(json.dumps(dict(pixel_classifier_heldout_accuracy=held)), flush=True)
     latents = registry.load(args.functaset).latents if args.functaset is not None else None  # read once
