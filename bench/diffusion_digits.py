@@ -30,7 +30,6 @@ from inrkit.models import registry
 from inrkit.models.sampling import Sampler, quantize
 from inrkit.stages.fid import default_cache_dir, reference_stats, sample_features
 
-
 SIDE = 32  # the digits' side here: the reference, the pixel classifier and the nearest-image search
 
 

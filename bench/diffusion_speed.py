@@ -6,8 +6,8 @@
 2. peak memory of one training step (forward, backward, Adam): the growth of the process's peak RSS over a
    training step, measured in a fresh child process from the kernel's resettable high-water mark (CPU has no
    allocator counter);
-3. sampling seconds per 64 samples: DDIM 50 steps and (unless --no-ddpm) ancestral DDPM 1000 steps, at guidance 1 (one forward per
-   step) and 4 (conditional and unconditional in one batch of 128).
+3. sampling seconds per 64 samples: DDIM 50 steps and (unless --no-ddpm) ancestral DDPM 1000 steps, at guidance 1
+   (one forward per step) and 4 (conditional and unconditional in one batch of 128).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/diffusion_speed.py [--batch 64 --channels 64 --threads 2]
 Prints JSON lines, then a markdown table.
@@ -159,7 +159,8 @@ def main() -> None:
     print(f"| achieved | {unet['achieved_gflops']:.1f} GFLOP/s |")
     print(f"| fp32 matmul 2048^3, before / after | {mm:.1f} / {mm_after:.1f} GFLOP/s |")
     print(f"| ratio to matmul | {ratio:.2f} |")
-    print(f"| training-step peak RSS growth | {memory['step_peak_mb']:.0f} MB (peak RSS {memory['rss_peak_mb']:.0f} MB) |")
+    growth, peak = memory["step_peak_mb"], memory["rss_peak_mb"]
+    print(f"| training-step peak RSS growth | {growth:.0f} MB (peak RSS {peak:.0f} MB) |")
     for s in sampling:
         print(f"| {s['sampler']} {s['steps']} steps, cfg {s['cfg']:g}: s per 64 samples | {s['seconds_per_64']:.2f} |")
     print("\nTime by operator (self CPU): " + ", ".join(f"{t['op']} {t['share']:.0%}" for t in unet["time_by_op"]))

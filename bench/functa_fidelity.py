@@ -2,7 +2,8 @@
 
 Each variant is meta-learned on builtin:photos at 32x32 (the same 1,000 training and 256 held-out crops as
 bench/functa.py, the same small SIREN and optimiser, and the same budget: --steps outer steps, or --minutes of
-training when --steps is 0 (a step budget is fair on a shared machine; a time budget favours the faster model)) and scored on the held-out crops:
+training when --steps is 0 (a step budget is fair on a shared machine; a time budget favours the faster model))
+and scored on the held-out crops:
   - PSNR after 3 inner steps (what a functaset stores) and with zero latents (0 steps): their gap is how much the
     latents carry; a model that ignores its latents has a gap near 0;
   - the share of the 3-step gain kept when the latents are quantised to 6 bits (App. C.4.4).

@@ -87,9 +87,11 @@ def main() -> None:
         rows.append(dict(source=source, n=len(x), ratio=ratio, ratio_times_n=ratio * len(x), variance=variance))
         means.append(mean)
     # A mode-collapsed generator shares everything, its residual too: the variance column tells the two apart.
-    print("| source | N | ratio | ratio x N (1 = nothing shared) | pixel variance over samples |\n|---|---:|---:|---:|---:|")
+    print("| source | N | ratio | ratio x N (1 = nothing shared) | pixel variance over samples |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['source']} | {r['n']} | {r['ratio']:.4f} | {r['ratio_times_n']:.1f} | {r['variance']:.4f} |")
+        cells = (r["source"], r["n"], f"{r['ratio']:.4f}", f"{r['ratio_times_n']:.1f}", f"{r['variance']:.4f}")
+        print("| " + " | ".join(map(str, cells)) + " |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(dict(command=vars(args), rows=rows), indent=1) + "\n")
     if args.png:

@@ -192,7 +192,9 @@ def main() -> None:
     Path("bench/results/ginr_table3.json").write_text(json.dumps(result, indent=1))
     print("| model | params | steps | training s | held-out PSNR (dB) |\n|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['label']} | {r['params']:,} | {r['steps']:,} | {r['train_seconds']:.0f} | {r['heldout_psnr']:.2f} |")
+        cells = (r["label"], f"{r['params']:,}", f"{r['steps']:,}", f"{r['train_seconds']:.0f}",
+                 f"{r['heldout_psnr']:.2f}")
+        print("| " + " | ".join(cells) + " |")
     print("\nPSNR against seconds:")
     for r in rows:
         print(r["config"], " ".join(f"{p['seconds']:.0f}s:{p['heldout_psnr']:.2f}" for p in r["curve"]))
