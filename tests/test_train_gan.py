@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp import train_gan_on_two_ranks
 
 from inrkit.core import artifacts
 from inrkit.core.errors import InrkitError
@@ -166,26 +167,7 @@ def test_cli_dry_run(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_stay_in_sync(tmp_path):
     """2 CPU processes (gloo): bit-identical G, D and EMA parameters on both ranks."""
-    script = tmp_path / "ddp.py"
-    script.write_text(
-        "import sys\n"
-        "from inrkit.core import runtime\n"
-        "from inrkit.stages import train_gan as t\n"
-        "out = sys.argv[1]\n"
-        "models = []\n"
-        "orig = runtime.check_in_sync\n"
-        "def keep(module):\n"
-        "    models.append(module)\n"
-        "    orig(module)\n"
-        "runtime.check_in_sync = keep\n"
-        f"t.train_gan({DATA!r}, out, kimg=0.064, **{TINY!r})\n"
-        "text = ' '.join(runtime.parameters_sha256(m) for m in models[-3:])\n"
-        "open(out + f'.rank{runtime.rank()}', 'w').write(text)\n")
-    out = tmp_path / "ddp.safetensors"
-    r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", str(script), str(out)],
-                       capture_output=True, text=True, env=ENV, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
-    digests = [(tmp_path / f"ddp.safetensors.rank{r}").read_text() for r in (0, 1)]
+    out, digests = train_gan_on_two_ranks(tmp_path, DATA, kimg=0.064, **TINY)
     assert digests[0] == digests[1]
     assert artifacts.read(out, kind="generator").metrics["kimg"] == pytest.approx(0.064)
     # Only rank 0 writes: one stats line per tick, one sample grid per snapshot, no stray files.

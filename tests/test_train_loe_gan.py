@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ddp import train_gan_on_two_ranks
 from typer.testing import CliRunner
 
 import inrkit
@@ -159,27 +160,7 @@ def test_render_refuses_psi_and_inrgan_options(trained, tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_stay_in_sync(tmp_path):
     """2 CPU processes (gloo) on the shared trainer: G, D and EMA bit-identical on both ranks, rank 0 writes."""
-    script = tmp_path / "ddp.py"
-    script.write_text(
-        "import sys\n"
-        "from inrkit.core import runtime\n"
-        "from inrkit.stages import train_gan as t\n"
-        "out = sys.argv[1]\n"
-        "models = []\n"
-        "orig = runtime.check_in_sync\n"
-        "def keep(module):\n"
-        "    models.append(module)\n"
-        "    orig(module)\n"
-        "runtime.check_in_sync = keep\n"
-        f"t.train_gan({DATA!r}, out, arch='loe-gan', kimg=0.016, **{TINY!r})\n"
-        "text = ' '.join(runtime.parameters_sha256(m) for m in models[-3:])\n"
-        "open(out + f'.rank{runtime.rank()}', 'w').write(text)\n")
-    out = tmp_path / "ddp.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", str(script), str(out)],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
-    digests = [(tmp_path / f"ddp.safetensors.rank{k}").read_text() for k in (0, 1)]
+    out, digests = train_gan_on_two_ranks(tmp_path, DATA, arch="loe-gan", kimg=0.016, **TINY)
     assert len(digests[0].split()) == 3 and digests[0] == digests[1]
     assert artifacts.read(out, kind=KIND).metrics["kimg"] == pytest.approx(0.016)
     run_dir = out.with_suffix("")
