@@ -85,21 +85,11 @@ def main() -> None:
         queries = dec.queries(tokens, coords)
         m = dec.aggregate(queries, tokens)
 
-    def rest(m):
-        h = dec.bands[0](coords, m)
-        out = 0.5
-        for l, layer in enumerate(dec.layers, start=1):
-            if dec.multiband:
-                out = out + dec.skips[l - 1](h)
-                h = h + dec.bands[l](coords, m)
-            h = torch.relu(layer(h))
-        return out + dec.head(h)
-
     parts = {
         "encoder": fwd_bwd(model.encode, images),
         "query features": fwd_bwd(lambda t: dec.queries(t, coords) * 1.0, tokens),
         "attention": fwd_bwd(dec.aggregate, queries, tokens),
-        "bands + MLP": fwd_bwd(rest, m),
+        "bands + MLP": fwd_bwd(lambda v: dec.compose(coords, v), m),
     }
     a = torch.randn(512, 512)
     b = torch.randn(512, 512)

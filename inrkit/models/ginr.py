@@ -207,7 +207,10 @@ class LocalityAwareDecoder(nn.Module):
         return self.aggregate.weights(self.queries(tokens, coords), tokens)
 
     def forward(self, tokens: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        m = self.aggregate(self.queries(tokens, coords), tokens)  # m_v (B, N, d), Eq. 5
+        return self.compose(coords, self.aggregate(self.queries(tokens, coords), tokens))  # m_v (B, N, d), Eq. 5
+
+    def compose(self, coords: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The modulation vectors m_v through the bands and the MLP to the output (Eqs. 6-9)."""
         h = self.bands[0](coords, m)  # h^(1) = m_v^(1)
         out = 0.5
         for l, layer in enumerate(self.layers, start=1):  # Eq. 8 (multiband) or a plain stack
