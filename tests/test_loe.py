@@ -255,6 +255,16 @@ def reference_field(field: LoEField, coords: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def assert_matches_reference(field: LoEField, coords: torch.Tensor) -> None:
+    """The field's generic path gives the dense reference's values and gradients at coords."""
+    out = field(coords)
+    ref = reference_field(field, coords)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    for a, b in zip(grads_of(field, out, g), grads_of(field, ref, g), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("blend", ["nearest", "linear"])
 @pytest.mark.parametrize("frequencies,loe_layers,per_layer", [
     (3, None, {}), (0, None, {}), (3, 2, {}),
@@ -267,13 +277,16 @@ def test_generic_field_matches_reference(blend, frequencies, loe_layers, per_lay
         **per_layer,
     ).double()
     coords = random_coords(500, 2)
-    out = field(coords)
-    ref = reference_field(field, coords)
-    torch.testing.assert_close(out, ref)
-    g = torch.randn_like(out)
-    for a, b in zip(grads_of(field, out, g), grads_of(field, ref, g), strict=True):
-        torch.testing.assert_close(a, b)
+    assert_matches_reference(field, coords)
     assert field(coords.reshape(20, 25, 2)).shape == (20, 25, 1)
+
+
+def test_linear_random_points_in_row_chunks(monkeypatch):
+    """Linear blending on random points splits long candidate segments into chunks: same values and grads."""
+    monkeypatch.setattr(loe, "BLEND_CHUNK_ELEMENTS", 100)  # a few rows per chunk of each segment
+    torch.manual_seed(0)
+    field = LoEField(width=8, depth=4, tile=2, blend="linear", resolution=16, frequencies=2).double()
+    assert_matches_reference(field, random_coords(500, 2))
 
 
 def test_config_round_trip_rebuilds_identical_field():

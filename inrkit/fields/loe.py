@@ -168,46 +168,6 @@ def _row_chunks(n_rows: int, elements_per_row: int, device: torch.device):
         yield slice(start, min(start + step, n_rows))
 
 
-class _BlendedBlockMatmul(torch.autograd.Function):
-    """Linear blending (Eq. 4) on N equal row blocks: out = bias + sum_k w[:, k] * (x @ corners[t, k]).
-
-    corners (N, K, in, out) holds, for block t, the candidates at the K cell corners. Forward blends
-    on the input side, out = [w_1 x, ..., w_K x] @ [W_1; ...; W_K], so the blend is inside the
-    matmul's sum; backward blends on the output side, grad_x = [w_1 g, ..., w_K g] @ [W_1^T; ...]
-    and grad_W_k = x^T (w_k g). Rows go through in chunks, so the (rows, K * channels) temporaries
-    are never materialized for the whole grid. The coefficients w are constants (they depend only
-    on grid coordinates) and get no gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, x, corners, bias, w):
-        n, k, c, d = corners.shape
-        xb, wb = x.contiguous().view(n, -1, c), w.contiguous().view(n, -1, k)
-        stacked = corners.reshape(n, k * c, d)
-        out = x.new_empty(x.shape[0], d)
-        ob = out.view(n, -1, d)
-        for rows in _row_chunks(xb.shape[1], n * k * c, x.device):
-            z = (wb[:, rows, :, None] * xb[:, rows, None, :]).view(n, -1, k * c)
-            torch.baddbmm(bias, z, stacked, out=ob[:, rows])
-        ctx.save_for_backward(xb, corners, wb)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        xb, corners, wb = ctx.saved_tensors
-        n, k, c, d = corners.shape
-        side_by_side = corners.permute(0, 2, 1, 3).reshape(n, c, k * d)
-        gb = grad.contiguous().view(n, -1, d)
-        grad_xb = torch.empty_like(xb)
-        grad_side = torch.zeros_like(side_by_side)
-        for rows in _row_chunks(xb.shape[1], n * k * d, xb.device):
-            grad_y = (wb[:, rows, :, None] * gb[:, rows, None, :]).view(n, -1, k * d)
-            torch.bmm(grad_y, side_by_side.transpose(1, 2), out=grad_xb[:, rows])
-            grad_side.baddbmm_(xb[:, rows].transpose(1, 2), grad_y)
-        grad_corners = grad_side.view(n, c, k, d).permute(0, 2, 1, 3)
-        return grad_xb.view(-1, c), grad_corners, grad.sum(0), None
-
-
 def _segments(counts: list[int]):
     """(candidate, row slice) of each non-empty block of candidate-sorted rows."""
     start = 0
@@ -215,6 +175,55 @@ def _segments(counts: list[int]):
         if n:
             yield t, slice(start, start + n)
         start += n
+
+
+def _segment_chunks(counts: list[int], elements_per_row: int, device: torch.device):
+    """(candidate, row slice) of each segment, long segments split as `_row_chunks` does."""
+    for t, rows in _segments(counts):
+        for sub in _row_chunks(rows.stop - rows.start, elements_per_row, device):
+            yield t, slice(rows.start + sub.start, rows.start + sub.stop)
+
+
+class _SegmentBlendedMatmul(torch.autograd.Function):
+    """Linear blending (Eq. 4) on rows sorted by candidate: out = bias + sum_k w[:, k] * (x @ corners[t, k]).
+
+    Rows are sorted by the candidate t of their own cell (floor(q) mod N, the nearest candidate), counts[t]
+    rows each (the full grid's equal blocks are the case of equal counts). The other corners of such a cell
+    are the rolled candidates of t, so corners (N, K, in, out) = weight[rolled_candidates] serves every row
+    of segment t. Forward blends on the input side, out = [w_1 x, ..., w_K x] @ [W_1; ...; W_K], so the
+    blend is inside the matmul's sum; backward blends on the output side, grad_x = [w_1 g, ..., w_K g] @
+    [W_1^T; ...] and grad_W_k = x^T (w_k g). Long segments go through in row chunks, so the (rows, K *
+    channels) temporaries are never materialized for the whole grid. One sort per layer, not one per
+    corner. The coefficients w are constants (they depend only on the coordinates) and get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, corners, bias, w, counts):
+        n, k, c, d = corners.shape
+        x, w = x.contiguous(), w.contiguous()
+        stacked = corners.reshape(n, k * c, d)
+        out = x.new_empty(x.shape[0], d)
+        for t, rows in _segment_chunks(counts, k * c, x.device):
+            z = (w[rows, :, None] * x[rows, None, :]).view(-1, k * c)
+            torch.addmm(bias, z, stacked[t], out=out[rows])
+        ctx.save_for_backward(x, corners, w)
+        ctx.counts = counts
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, corners, w = ctx.saved_tensors
+        n, k, c, d = corners.shape
+        side_by_side = corners.permute(0, 2, 1, 3).reshape(n, c, k * d)
+        grad = grad.contiguous()
+        grad_x = torch.empty_like(x)
+        grad_side = torch.zeros_like(side_by_side)
+        for t, rows in _segment_chunks(ctx.counts, k * d, x.device):
+            grad_y = (w[rows, :, None] * grad[rows, None, :]).view(-1, k * d)
+            torch.mm(grad_y, side_by_side[t].T, out=grad_x[rows])
+            grad_side[t].addmm_(x[rows].T, grad_y)
+        grad_corners = grad_side.view(n, c, k, d).permute(0, 2, 1, 3)
+        return grad_x, grad_corners, grad.sum(0), None, None
 
 
 class _SegmentMatmul(torch.autograd.Function):
@@ -327,6 +336,17 @@ def sorted_linear(x: torch.Tensor, weight: torch.Tensor, index: torch.Tensor, bi
     return _PermuteRows.apply(y, inverse, order)
 
 
+def sorted_blended_linear(x, corners, bias, index: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Linear blending for any coordinates: rows sorted by their own cell's candidate `index` (P,), corner
+    coefficients w (P, K), corners (N, K, in, out) as `_SegmentBlendedMatmul` takes them."""
+    order = torch.argsort(index.int(), stable=True)
+    counts = torch.bincount(index, minlength=corners.shape[0]).tolist()
+    inverse = _inverse_permutation(order)
+    x, corners, bias, w = autocast_inputs(x, corners, bias, w[order])
+    y = _SegmentBlendedMatmul.apply(_PermuteRows.apply(x, order, inverse), corners, bias, w, counts)
+    return _PermuteRows.apply(y, inverse, order)
+
+
 # ---------------------------------------------------------------- the LoE layer
 
 
@@ -368,10 +388,12 @@ class LoELinear(nn.Module):
         index, weight = self.blend(coords)
         if self.blend_mode == "nearest":
             return sorted_linear(x, self.weight, index[:, 0], self.bias)
-        out = self.bias
-        for k in range(index.shape[1]):
-            out = out + weight[:, k : k + 1] * sorted_linear(x, self.weight, index[:, k])
-        return out
+        # corner 0 of a cell is its own candidate floor(q) mod N (see blend_coefficients)
+        return sorted_blended_linear(x, self.corners(), self.bias, index[:, 0], weight)
+
+    def corners(self) -> torch.Tensor:
+        """(N, K, in, out): for each candidate t, the candidates at the corners of a cell whose own is t."""
+        return self.weight[self.corner_candidates]
 
     def forward_blocks(self, x: torch.Tensor, corner_weight: torch.Tensor | None = None) -> torch.Tensor:
         """x (P, in) whose rows come in N equal blocks, block t all on candidate t -> (P, out).
@@ -385,8 +407,8 @@ class LoELinear(nn.Module):
         if self.blend_mode == "nearest":  # Eq. 5
             blocks = x.contiguous().view(n, -1, self.in_features)
             return torch.baddbmm(self.bias, blocks, self.weight).view(-1, self.out_features)
-        corners = self.weight[self.corner_candidates]  # (N, K, in, out)
-        return _BlendedBlockMatmul.apply(*autocast_inputs(x, corners, self.bias, corner_weight))
+        counts = [x.shape[0] // n] * n  # equal blocks are segments of equal length
+        return _SegmentBlendedMatmul.apply(*autocast_inputs(x, self.corners(), self.bias, corner_weight), counts)
 
     def grid_bits(self, shape: tuple[int, ...]) -> tuple[Bit, ...] | None:
         """The pixel-index bits that hold this layer's candidate on the [0, 1] grid of `shape`.
@@ -585,19 +607,15 @@ class LoEField(Field):
         """coords (..., in_dim) -> (..., out_dim)."""
         lead = coords.shape[:-1]
         flat = coords.reshape(-1, self.in_dim).to(self.plain[0].weight.dtype)
-        if self.blend == "nearest" and len(self.loe) > 0:
-            out = self._forward_sorted(flat)
-        else:
-            x = self._input(flat)
-            for layer in self.loe:
-                x = F.leaky_relu(layer(x, flat), SLOPE)
-            out = self._head(x)
+        out = self._forward_sorted(flat) if self.loe else self._head(self._input(flat))
         return out.reshape(*lead, self.out_dim)
 
     def _forward_sorted(self, flat: torch.Tensor) -> torch.Tensor:
-        """Nearest blending: points sorted by candidate per layer, activations kept in that order.
+        """Points sorted by candidate per layer, activations kept in that order.
 
-        All layers' candidates, sort orders and block sizes come from a few batched index ops.
+        All layers' candidates, sort orders and block sizes come from a few batched index ops. Nearest
+        sorts by the candidate (Eq. 5); linear by the cell's own candidate, whose rolled candidates are
+        the other corners, with each row's corner coefficients (Eq. 4) permuted into the layer's order.
         """
         A = torch.stack([layer.A for layer in self.loe]).to(flat.dtype)
         b = torch.stack([layer.b for layer in self.loe]).to(flat.dtype)
@@ -619,7 +637,11 @@ class LoEField(Field):
         from_next = torch.gather(inverses[1:], 1, orders[:-1])
         x = self._input(flat[orders[0]])
         for i, layer in enumerate(self.loe):
-            h = _SegmentMatmul.apply(*autocast_inputs(x, layer.weight, layer.bias), counts[i])
+            if self.blend == "nearest":
+                h = _SegmentMatmul.apply(*autocast_inputs(x, layer.weight, layer.bias), counts[i])
+            else:
+                w = blend_coefficients(q[i, orders[i]], layer.tile, "linear")[1]  # (P, K) in layer i's order
+                h = _SegmentBlendedMatmul.apply(*autocast_inputs(x, layer.corners(), layer.bias, w), counts[i])
             if i + 1 < n_layers:
                 x = _LeakyReluPermute.apply(h, to_next[i], from_next[i])
             else:
