@@ -155,3 +155,15 @@ def test_artifact_round_trip_render_interface_and_sampler(tmp_path, arch):
         kind=loegan_family.KIND, tensors=G.state_dict(), config={"generator": bad}))
     with pytest.raises(InrkitError, match="damaged or foreign"):
         inrkit.load(tmp_path / "bad.safetensors")
+
+
+def test_discriminator_base_scales_every_convolution():
+    """--loe-d-base sets the first convolution's channels and doubles them per layer; supp. E's is the default."""
+    def channels(config):
+        D = loegan.MultiScalePatchDiscriminator(config)
+        return [[m.out_channels for m in disc.modules() if isinstance(m, torch.nn.Conv2d)] for disc in D.scales]
+
+    assert channels(dict(resolution=32, in_channels=1)) == [[64, 128, 256, 512, 1]] * 2
+    assert channels(dict(resolution=32, in_channels=1, base=16)) == [[16, 32, 64, 128, 1]] * 2
+    with pytest.raises(InrkitError, match="base channels"):
+        loegan.discriminator_config(32, 1, base=0)

@@ -59,6 +59,7 @@ from inrkit.models.macs import conv2d_macs, linear_macs
 
 ARCHS = ("loe-gan", "pe-ce")
 D_CHANNELS = (64, 128, 256, 512, 1)  # the five 3x3 stride-2 convolutions of one patch discriminator
+D_BASE = D_CHANNELS[0]  # --loe-d-base scales them: base * (1, 2, 4, 8), then 1
 D_SCALES = 2  # the image and its 1/2 downsampled copy
 # Five stride-2 halvings of the full image land exactly on a (R / 32)^2 patch map only if 32 divides R.
 D_MULTIPLE = 2 ** len(D_CHANNELS)
@@ -266,20 +267,28 @@ class LoeGanGenerator(nn.Module):
 # ---------------------------------------------------------------- discriminator and objective (supp. E)
 
 
-def discriminator_config(resolution: int = 256, in_channels: int = 3) -> dict:
-    """Resolve and check the two-scale patch discriminator's configuration."""
+def discriminator_config(resolution: int = 256, in_channels: int = 3, base: int = D_BASE) -> dict:
+    """Resolve and check the two-scale patch discriminator's configuration (base: the first convolution's
+    channels, doubled per layer; artifacts without the key have supp. E's 64)."""
     if int(resolution) != resolution or resolution < D_MULTIPLE or resolution % D_MULTIPLE:
         raise InrkitError(f"the patch discriminator needs a resolution that is a multiple of {D_MULTIPLE} (its "
                           f"{len(D_CHANNELS)} stride-2 convolutions halve the image exactly), got {resolution}.")
     if int(in_channels) != in_channels or in_channels < 1:
         raise InrkitError(f"in_channels must be a positive integer, got {in_channels}.")
-    return dict(resolution=int(resolution), in_channels=int(in_channels))
+    if int(base) != base or base < 1:
+        raise InrkitError(f"the discriminator's base channels (--loe-d-base) must be a positive integer, got {base}.")
+    return dict(resolution=int(resolution), in_channels=int(in_channels), base=int(base))
 
 
-def patch_discriminator(in_channels: int) -> nn.Sequential:
+def d_channels(base: int = D_BASE) -> tuple[int, ...]:
+    """Output channels of the five convolutions: base, 2 base, 4 base, 8 base, then one logit (supp. E at 64)."""
+    return tuple(base * 2**i for i in range(len(D_CHANNELS) - 1)) + (1,)
+
+
+def patch_discriminator(in_channels: int, base: int = D_BASE) -> nn.Sequential:
     """Five spectrally normalised 3x3 stride-2 convolutions with Leaky ReLU between them -> (B, 1, h, w) logits."""
     layers, cin = [], in_channels
-    for i, cout in enumerate(D_CHANNELS):
+    for i, cout in enumerate(d_channels(base)):
         conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
         nn.init.zeros_(conv.bias)  # supp. A; the weights keep PyTorch's Kaiming-uniform default
         layers.append(spectral_norm(conv))
@@ -295,7 +304,8 @@ class MultiScalePatchDiscriminator(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
         self.config = discriminator_config(**config)
-        self.scales = nn.ModuleList(patch_discriminator(self.config["in_channels"]) for _ in range(D_SCALES))
+        self.scales = nn.ModuleList(patch_discriminator(self.config["in_channels"], self.config["base"])
+                                    for _ in range(D_SCALES))
 
     def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
         maps = []
@@ -310,7 +320,7 @@ class MultiScalePatchDiscriminator(nn.Module):
         total = 0
         for k in range(D_SCALES):
             side, cin = self.config["resolution"] // 2**k, self.config["in_channels"]
-            for cout in D_CHANNELS:
+            for cout in d_channels(self.config["base"]):
                 side = math.ceil(side / 2)
                 total += conv2d_macs(cin, cout, 3, side, side)
                 cin = cout

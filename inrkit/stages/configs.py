@@ -185,6 +185,10 @@ class TrainGanConfig:
                                   "at most --resolution).", resume=True, metavar="R,...")
     loe_embedding: int | None = option(None, "PE + CE: coordinate embedding side (default 256, at most "
                                        "--resolution).", resume=True)
+    loe_frequencies: int = option(8, "LoE-GAN / PE + CE: positional-encoding frequencies (supp. E: 8; log2 of "
+                                  "the side keeps the top one at the pixel pitch).", resume=True)
+    loe_d_base: int = option(64, "LoE-GAN / PE + CE: channels of each patch discriminator's first convolution, "
+                             "doubled per layer (supp. E: 64, 128, 256, 512, 1).", resume=True)
     ema_kimg: float = option(10.0, "EMA half-life of G in thousands of images.", resume=True)  # StyleGAN2: 10
     ema_rampup: float | None = option(None, "EMA ramp-up: half-life at most this fraction of the images so far "
                                       "(e.g. 0.05).", resume=True)

@@ -1,8 +1,8 @@
 """`inrkit train-gan --arch loe-gan|pe-ce`: LoE-GAN and its PE + CE baseline (Levels-of-Experts Sec. 4.4, supp. E).
 
 The generator is inrkit.models.loegan.LoeGanGenerator (sizes --z-dim, --loe-width, --loe-hidden, --loe-tiles,
---loe-grid, --loe-embedding; the defaults are the Table 4 derivation in that module), the discriminator the
-two-scale spectrally normalised patch discriminator, the objective inrkit.train.loe_gan.HingeGanObjective (hinge
+--loe-grid, --loe-embedding, --loe-frequencies; the defaults are the Table 4 derivation in that module), the
+discriminator the two-scale spectrally normalised patch discriminator (--loe-d-base: supp. E's 64 by default), the objective inrkit.train.loe_gan.HingeGanObjective (hinge
 losses, no R1), Adam betas (0.9, 0.999) with lr 1e-4 for G and D (supp. E; --lr-g, --lr-d). At a training
 resolution R below 256 the LoE grid resolutions and the CE side default to at most R (never finer than the pixels,
 as Table 6's dagger; keeps LoE's fast full-grid path). Everything else (schedule in kimg, ticks, snapshots with a
@@ -69,11 +69,12 @@ def resolve(cfg) -> None:
 
 
 def model_configs(cfg) -> tuple[dict, dict]:
-    dcfg = loegan.discriminator_config(resolution=cfg.resolution, in_channels=cfg.channels)
+    dcfg = loegan.discriminator_config(resolution=cfg.resolution, in_channels=cfg.channels, base=cfg.loe_d_base)
     gcfg = loegan.generator_config(arch=cfg.arch, resolution=cfg.resolution, z_dim=cfg.z_dim, width=cfg.loe_width,
                                    hidden=cfg.loe_hidden, tiles=parse_ints(cfg.loe_tiles, "loe-tiles"),
                                    grid_resolutions=parse_ints(cfg.loe_grid, "loe-grid"),
-                                   embedding_size=cfg.loe_embedding, out_channels=cfg.channels)
+                                   frequencies=cfg.loe_frequencies, embedding_size=cfg.loe_embedding,
+                                   out_channels=cfg.channels)
     return gcfg, dcfg
 
 
