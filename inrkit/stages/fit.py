@@ -70,7 +70,8 @@ def field_config(arch: str, in_dim: int, out_dim: int, resolution: int, width: i
 def _per_layer(cfg: FitConfig) -> dict:
     """--widths, --tiles and --scales as lists (None where not given), each with depth - 1 values: one per hidden
     layer, one per position-dependent layer (checked before anything is loaded or written)."""
-    lists = dict(widths=parse_numbers("--widths", cfg.widths, int, 1), tiles=parse_numbers("--tiles", cfg.tiles, int, 2),
+    lists = dict(widths=parse_numbers("--widths", cfg.widths, int, 1),
+                 tiles=parse_numbers("--tiles", cfg.tiles, int, 2),
                  scales=parse_numbers("--scales", cfg.scales, float, 0.0))
     for name, values in lists.items():
         if values is not None and len(values) != cfg.depth - 1:

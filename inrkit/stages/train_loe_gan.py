@@ -2,11 +2,12 @@
 
 The generator is inrkit.models.loegan.LoeGanGenerator (sizes --z-dim, --loe-width, --loe-hidden, --loe-tiles,
 --loe-grid, --loe-embedding, --loe-frequencies; the defaults are the Table 4 derivation in that module), the
-discriminator the two-scale spectrally normalised patch discriminator (--loe-d-base: supp. E's 64 by default), the objective inrkit.train.loe_gan.HingeGanObjective (hinge
-losses, no R1), Adam betas (0.9, 0.999) with lr 1e-4 for G and D (supp. E; --lr-g, --lr-d). At a training
-resolution R below 256 the LoE grid resolutions and the CE side default to at most R (never finer than the pixels,
-as Table 6's dagger; keeps LoE's fast full-grid path). Everything else (schedule in kimg, ticks, snapshots with a
-sample grid, FID during training, resume, torchrun) is train-gan's (inrkit.stages.train_gan.run_training).
+discriminator the two-scale spectrally normalised patch discriminator (--loe-d-base: supp. E's 64 by default),
+the objective inrkit.train.loe_gan.HingeGanObjective (hinge losses, no R1), Adam betas (0.9, 0.999) with lr 1e-4
+for G and D (supp. E; --lr-g, --lr-d). At a training resolution R below 256 the LoE grid resolutions and the CE
+side default to at most R (never finer than the pixels, as Table 6's dagger; keeps LoE's fast full-grid path).
+Everything else (schedule in kimg, ticks, snapshots with a sample grid, FID during training, resume, torchrun) is
+train-gan's (inrkit.stages.train_gan.run_training).
 
 Writes OUT, kind `loe-generator` (config {"generator", "discriminator", "training"}, the EMA generator's state
 dict), which `inrkit render`, `inrkit fid` and `inrkit.load` rebuild through the registry.
