@@ -105,7 +105,8 @@ def test_default_embedding_is_the_papers_per_dimension():
 
     image = field_config("pe-ce", 2, 3, 64, 16, 3, 2, "nearest", "coarse-to-fine", 13, 30.0, 0)
     video = field_config("pe-ce", 3, 3, 64, 16, 3, 2, "nearest", "coarse-to-fine", 9, 30.0, 0)
-    assert (image["ce_channels"], image["ce_size"]) == (128, 256) and (video["ce_channels"], video["ce_size"]) == (64, 64)
+    assert (image["ce_channels"], image["ce_size"]) == (128, 256)
+    assert (video["ce_channels"], video["ce_size"]) == (64, 64)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -205,7 +205,8 @@ def test_fps_scale_at_any_size_grid_and_scale(pan_field, tmp_path):
     out = render(pan_field, tmp_path / "x3.gif", fps_scale=3, size=(10, 14), grid=[(-0.25, 1.25), (0.0, 1.0)],
                  device="cpu")
     gif = Image.open(out)
-    assert gif.n_frames == 12 and gif.size == (14, 10) and gif.info["duration"] == 30  # 30 fps: 33 ms, which GIF keeps in hundredths
+    # 30 fps: 33 ms, which GIF keeps in hundredths
+    assert gif.n_frames == 12 and gif.size == (14, 10) and gif.info["duration"] == 30
     out = render(pan_field, tmp_path / "s2", fps_scale=2, scale=2.0, device="cpu")
     frames = _frames_of(out)
     assert len(frames) == 8 and frames[0].shape == (32, 32, 3)
