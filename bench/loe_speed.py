@@ -41,7 +41,8 @@ from inrkit.fields.loe import (  # noqa: E402
 
 C = 64  # channels
 TARGETS = {"nearest-grid": 1.15, "nearest-random": 1.6, "linear-grid": 4.5, "nearest-grid-stack": 1.05,
-           "paper-grid-2d": 1.05, "paper-random-2d": 1.5, "paper-grid-3d": 1.05, "paper-random-3d": 1.5}
+           "paper-grid-2d": 1.05, "paper-random-2d": 1.5, "paper-grid-3d": 1.05, "paper-random-3d": 1.5,
+           "paper-layer-2d": 1.15}
 # issue 13: whole nearest field on a full grid < 1.05x dense, layers <= 1.15x, random points <= 1.5x
 
 
@@ -276,6 +277,25 @@ def paper_rows(args, device) -> list[dict]:
     return rows
 
 
+def paper_layer_rows(args, device, size: int = 512) -> list[dict]:
+    """Each position-dependent layer of Table 1's field (its own widths: 512, 384, 256, ...) alone on the
+    size^2 grid, forward_blocks (rows already in the layer's block layout) vs nn.Linear of the same shape."""
+    loe, _ = paper_fields(1, size, device)
+    points = size * size
+    rows = []
+    for i, layer in enumerate(loe.loe, start=1):
+        x = torch.randn(points, layer.in_features, device=device, requires_grad=True)
+        grad_out = torch.randn(points, layer.out_features, device=device)
+        dense = nn.Linear(layer.in_features, layer.out_features).to(device)
+        cases = {"dense": fwd_bwd(lambda d=dense, a=x: d(a), x, grad_out),
+                 "loe": fwd_bwd(lambda f=layer, a=x: f.forward_blocks(a), x, grad_out)}
+        t = interleaved_times(cases, args.paper_reps, 1, device)
+        rows.append(row(f"nearest layer {i} of Table 1's field ({layer.in_features}->{layer.out_features}, "
+                        f"{layer.tile}x{layer.tile} tiles), {size}x{size} grid", "paper-layer-2d", points, t, "loe",
+                        "dense"))
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| case | points | LoE ms | dense ms | ratio | ratio of minima | target |",
@@ -300,7 +320,7 @@ def main() -> None:
     parser.add_argument("--large-reps", type=int, default=5, help="timed repetitions of the 512x512 layer cases")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--paper-reps", type=int, default=3, help="timed repetitions of the paper-shape fields")
-    parser.add_argument("--only", choices=("all", "paper", "small"), default="all",
+    parser.add_argument("--only", choices=("all", "paper", "paper-layers", "small"), default="all",
                         help="paper: only the issue-13 rows at the paper's shapes; small: only the 64-channel rows")
     parser.add_argument("--out", default=None, help="default bench/results/loe_speed.json (--only paper: "
                         "loe_speed_paper.json)")
@@ -308,7 +328,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.out is None:
-        name = "loe_speed_paper.json" if args.only == "paper" else "loe_speed.json"
+        name = {"paper": "loe_speed_paper.json", "paper-layers": "loe_speed_paper_layers.json"}.get(
+            args.only, "loe_speed.json")
         args.out = str(Path(__file__).parent / "results" / name)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -326,6 +347,8 @@ def main() -> None:
         rows.append(naive_grid_row(256, args, device))
     if args.only in ("all", "paper"):
         rows += paper_rows(args, device)
+    if args.only in ("all", "paper", "paper-layers"):
+        rows += paper_layer_rows(args, device)
     print(table(rows))
     meta = {
         "command": f"python bench/loe_speed.py --only {args.only}", "torch": torch.__version__,
