@@ -83,6 +83,8 @@ def test_dry_run_prints_table4_sizes(capsys):
     (["--arch", "pe-ce", "--r1-gamma", "1"], "--r1-gamma belongs to INR-GAN"),
     (["--arch", "loe-gan", "--resolution", "48"], "needs a resolution that is a multiple of 32"),
     (["--loe-tiles", "2,2"], "--loe-tiles belongs to LoE-GAN"),
+    (["--loe-d-base", "16"], "--loe-d-base belongs to LoE-GAN"),
+    (["--arch", "loe-gan", "--loe-d-base", "0"], "base channels (--loe-d-base) must be a positive integer"),
 ])
 def test_refusals_are_one_sentence_and_write_nothing(tmp_path, args, sentence):
     out = tmp_path / "run" / "g.safetensors"
