@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     data = open_dataset("builtin:digits", 32, 1)
-    targets = torch.stack([data[i][0] for i in range(64)]) * 2 - 1  # (64, 1, 32, 32) in [-1, 1], as G's output
+    targets = torch.stack([data[i][0] for i in range(64)])  # (64, 1, 32, 32): datasets are in [-1, 1], as G's output
     cfg = loegan.generator_config(arch=args.arch, resolution=32, z_dim=32, width=args.width, hidden=args.hidden,
                                   tiles=(2, 2, 4), grid_resolutions=(2, 8, 32), frequencies=args.frequencies,
                                   embedding_size=32, out_channels=1)
