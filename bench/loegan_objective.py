@@ -9,8 +9,8 @@ the non-saturating loss and R1, as the INR-GAN digits run that does draw digits)
 
 Everything else is the CPU comparison's: G 128 wide, bottleneck 64, tiles 2,2,4 on grid 2,4,8, L = 5, z 3328,
 lr 1e-3 for G and D, batch 16, EMA half-life 10 kimg with ramp-up 0.05. Prints, every 2 kimg, the losses and the
-per-pixel variance of 256 EMA samples (fixed latents) over the samples: a collapsed generator goes to 0, the data
-is 0.057 (all 1,500 digits at 32x32, in [0, 1]). Writes the EMA sample grid at the end to --png.
+per-pixel variance of 256 EMA samples (fixed latents) over the samples: a collapsed generator goes to 0, the data's
+is 0.058 (all 1,500 digits at 32x32, in [0, 1]). Writes the EMA sample grid at the end to --png.
 
 Usage: OMP_NUM_THREADS=1 .venv/bin/python bench/loegan_objective.py loe-gan ns-r1 --beta1 0 --kimg 12 \
            --png /tmp/loegan-ns-r1-b0.png
