@@ -249,7 +249,7 @@ def test_resume_keys_are_the_stages_training_keys():
         "upsample", "fourier_scale", "z_dim", "flip", "hyper_hidden", "d_channel_base", "d_channel_max", "batch",
         "lr_g", "lr_shared", "lr_d", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "seed",
         "loe_width", "loe_hidden", "loe_tiles", "loe_grid", "loe_embedding", "loe_frequencies",
-        "loe_d_base"}  # --arch loe-gan|pe-ce
+        "loe_d_base", "loe_betas"}  # --arch loe-gan|pe-ce
     # Options that only say where, how long or how often never stop a resume.
     run_control = {"out", "seconds", "tick", "snapshot", "tick_kimg", "snapshot_ticks", "device", "workers",
                    "progress", "dry_run", "keep_snapshots", "precision", "compile"}  # a run may go on elsewhere

@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 import inrkit
 from inrkit.cli import app
 from inrkit.core import artifacts
-from inrkit.core.config import load_recipe
+from inrkit.core.config import build, load_recipe, options_of, resume_options
 from inrkit.core.errors import InrkitError
 from inrkit.core.runtime import parameters_sha256
 from inrkit.models import loegan
 from inrkit.models.loegan_family import KIND
 from inrkit.models.registry import family_for
 from inrkit.models.sampling import sample_latents
+from inrkit.stages import train_loe_gan as train_loe_gan_stage
 from inrkit.stages.configs import TrainGanConfig
 from inrkit.stages.train_gan import train_gan
 
@@ -45,6 +46,7 @@ def test_tiny_run_writes_a_loe_generator_with_grids(tmp_path, arch):
     assert (gcfg["arch"], gcfg["z_dim"], gcfg["width"], gcfg["tiles"]) == (arch, 8, 16, [2, 2])
     assert gcfg["embedding_size"] == 32  # the CE side defaults to at most the resolution
     assert art.config["training"]["lr_g"] == 1e-4 and art.config["training"]["lr_d"] == 1e-4  # supp. E
+    assert art.config["training"]["loe_betas"] == "0.9,0.999"  # supp. E
     grids = sorted(p.name for p in (tmp_path / "g").glob("samples-*.png"))
     assert grids == ["samples-000000.008.png", "samples-000000.016.png"]
     G = inrkit.load(out)
@@ -78,6 +80,17 @@ def test_dry_run_prints_table4_sizes(capsys):
     assert result["generator_params"] == 19_869_367 and abs(result["generator_macs_per_pixel"] / 1.39e6 - 1) < 0.03
 
 
+def test_loe_betas_reach_both_adams(tmp_path):
+    cfg = build(TrainGanConfig, data=DATA, out=tmp_path / "g.safetensors", arch="pe-ce", loe_betas="0, 0.99", **TINY)
+    train_loe_gan_stage.resolve(cfg)
+    assert cfg.loe_betas == "0,0.99"  # what the artifact and the resume check record
+    gcfg, dcfg = train_loe_gan_stage.model_configs(cfg)
+    objective, _ = train_loe_gan_stage.setup(cfg, gcfg, dcfg, torch.device("cpu"), options_of(cfg),
+                                             resume_options(cfg))
+    groups = objective.opt_g.param_groups + objective.opt_d.param_groups
+    assert [group["betas"] for group in groups] == [(0.0, 0.99)] * 2
+
+
 @pytest.mark.parametrize("args, sentence", [
     (["--arch", "loe-gan", "--fmm-rank", "4"], "--fmm-rank belongs to INR-GAN"),
     (["--arch", "pe-ce", "--r1-gamma", "1"], "--r1-gamma belongs to INR-GAN"),
@@ -85,6 +98,9 @@ def test_dry_run_prints_table4_sizes(capsys):
     (["--loe-tiles", "2,2"], "--loe-tiles belongs to LoE-GAN"),
     (["--loe-d-base", "16"], "--loe-d-base belongs to LoE-GAN"),
     (["--arch", "loe-gan", "--loe-d-base", "0"], "base channels (--loe-d-base) must be a positive integer"),
+    (["--loe-betas", "0,0.99"], "--loe-betas belongs to LoE-GAN"),
+    (["--arch", "pe-ce", "--loe-betas", "0.9"], "--loe-betas takes two numbers in [0, 1)"),
+    (["--arch", "loe-gan", "--loe-betas", "0,1"], "--loe-betas takes two numbers in [0, 1)"),
 ])
 def test_refusals_are_one_sentence_and_write_nothing(tmp_path, args, sentence):
     out = tmp_path / "run" / "g.safetensors"
@@ -112,6 +128,7 @@ def test_paper_recipe_is_table4(variant, params):
     result = train_gan(DATA, "unused.safetensors", **recipe, dry_run=True)
     assert result["generator_params"] == params and result["options"]["batch"] == 32
     assert result["options"]["kimg"] == 32000 and result["options"]["lr_g"] == result["options"]["lr_d"] == 1e-4
+    assert result["options"]["loe_betas"] == "0.9,0.999"  # a recipe's list, recorded as the command line's text
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Command-line text to values: sizes (N, HxW), coordinate ranges (lo,hi), item and seed lists (0-15,3,7).
+"""Command-line text to values: sizes (N, HxW), coordinate ranges (lo,hi), item and seed lists (0-15,3,7), Adam's
+betas (0.9,0.999).
 Called by the CLI only; everything below it takes parsed values."""
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ def parse_size(text: str, ndim: int = 2) -> tuple[int, ...]:
     if any(p <= 0 for p in parts):
         raise InrkitError(f"--size {text!r} must be positive.")
     return parts
+
+
+def parse_betas(flag: str, value) -> tuple[float, float]:
+    """'0.9,0.999' (the command line) or [0.9, 0.999] (a recipe) -> (0.9, 0.999), each in [0, 1)."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else ()
+    try:
+        betas = tuple(float(v) for v in items if not isinstance(v, bool))
+    except (TypeError, ValueError):
+        betas = ()
+    if len(betas) != 2 or len(items) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise InrkitError(f"{flag} takes two numbers in [0, 1), e.g. 0.9,0.999, got {value!r}.")
+    return betas
 
 
 def parse_ranges(text: str, ndim: int = 2) -> list[Range]:

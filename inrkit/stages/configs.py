@@ -189,6 +189,9 @@ class TrainGanConfig:
                                   "the side keeps the top one at the pixel pitch).", resume=True)
     loe_d_base: int = option(64, "LoE-GAN / PE + CE: channels of each patch discriminator's first convolution, "
                              "doubled per layer (supp. E: 64, 128, 256, 512, 1).", resume=True)
+    loe_betas: str = option("0.9,0.999", "LoE-GAN / PE + CE: Adam's (beta1, beta2) for G and D (supp. E: "
+                            "0.9,0.999; docs/benchmarks.md compares 0,0.99 on small CPU runs).",
+                            resume=True, metavar="B1,B2")
     ema_kimg: float = option(10.0, "EMA half-life of G in thousands of images.", resume=True)  # StyleGAN2: 10
     ema_rampup: float | None = option(None, "EMA ramp-up: half-life at most this fraction of the images so far "
                                       "(e.g. 0.05).", resume=True)

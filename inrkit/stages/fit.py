@@ -13,7 +13,7 @@ from inrkit.core import artifacts
 from inrkit.core.checks import require_at_least, require_choice, require_positive, require_writable
 from inrkit.core.config import build, options_of, resume_options
 from inrkit.core.errors import InrkitError
-from inrkit.core.parse import parse_size
+from inrkit.core.parse import parse_betas, parse_size
 from inrkit.core.pictures import plot_curve, save_gif, save_png, side_by_side
 from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import pick_device, print0, seed_all
@@ -137,12 +137,7 @@ def _check_options(cfg: FitConfig) -> None:
 
 
 def _betas(cfg: FitConfig) -> tuple[float, float]:
-    betas = parse_numbers("--betas", cfg.betas, float, 0.0)
-    if betas is None:
-        return DEFAULT_BETAS
-    if len(betas) != 2 or not all(b < 1 for b in betas):
-        raise InrkitError(f"--betas takes two numbers in [0, 1), e.g. 0.9,0.999, got {cfg.betas!r}.")
-    return betas[0], betas[1]
+    return DEFAULT_BETAS if cfg.betas is None else parse_betas("--betas", cfg.betas)
 
 
 def _lr(cfg: FitConfig) -> float:

@@ -49,7 +49,8 @@ from inrkit.stages.train_loe_gan import train_loe_gan
 from inrkit.train.gan import GanObjective
 
 INRGAN_DEFAULTS = dict(z_dim=512, lr_g=1e-5, lr_d=3e-3)  # App. A (the config's None: the architecture's)
-LOE_ONLY = ("loe_width", "loe_hidden", "loe_tiles", "loe_grid", "loe_embedding", "loe_frequencies", "loe_d_base")
+LOE_ONLY = ("loe_width", "loe_hidden", "loe_tiles", "loe_grid", "loe_embedding", "loe_frequencies", "loe_d_base",
+           "loe_betas")
 
 
 def parse_blocks(blocks) -> list[list[int]] | None:

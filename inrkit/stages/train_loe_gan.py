@@ -4,7 +4,9 @@ The generator is inrkit.models.loegan.LoeGanGenerator (sizes --z-dim, --loe-widt
 --loe-grid, --loe-embedding, --loe-frequencies; the defaults are the Table 4 derivation in that module), the
 discriminator the two-scale spectrally normalised patch discriminator (--loe-d-base: supp. E's 64 by default),
 the objective inrkit.train.loe_gan.HingeGanObjective (hinge losses, no R1), Adam betas (0.9, 0.999) with lr 1e-4
-for G and D (supp. E; --lr-g, --lr-d). At a training resolution R below 256 the LoE grid resolutions and the CE
+for G and D (supp. E; --loe-betas, --lr-g, --lr-d). --loe-betas 0,0.99 (StyleGAN2's beta1 0 with a shorter
+beta2 memory) is the choice for small CPU runs: at 128 wide on 32x32 digits supp. E's beta1 0.9 collapses both
+models by 16 kimg (docs/benchmarks.md). At a training resolution R below 256 the LoE grid resolutions and the CE
 side default to at most R (never finer than the pixels, as Table 6's dagger; keeps LoE's fast full-grid path).
 Everything else (schedule in kimg, ticks, snapshots with a sample grid, FID during training, resume, torchrun) is
 train-gan's (inrkit.stages.train_gan.run_training).
@@ -24,6 +26,7 @@ import torch
 from inrkit.core import runtime
 from inrkit.core.config import options_of, resume_options
 from inrkit.core.errors import InrkitError
+from inrkit.core.parse import parse_betas
 from inrkit.core.precision import resolve_precision
 from inrkit.core.runtime import seed_all
 from inrkit.models import loegan
@@ -35,7 +38,6 @@ TABLE4_GRID = (2, 8, 16, 32, 64, 128, 256)
 TABLE4_EMBEDDING = 256
 INRGAN_ONLY = ("blocks", "fmm_rank", "modulation", "fourier", "multiscale", "upsample", "fourier_scale",
                "hyper_hidden", "d_channel_base", "d_channel_max", "lr_shared", "r1_gamma", "r1_every")
-BETAS = (0.9, 0.999)
 
 
 def parse_ints(text, option: str) -> list[int]:
@@ -67,6 +69,7 @@ def resolve(cfg) -> None:
     cfg.loe_grid = ",".join(map(str, grid))
     if cfg.loe_embedding is None:
         cfg.loe_embedding = min(TABLE4_EMBEDDING, cfg.resolution)
+    cfg.loe_betas = ",".join(f"{b:g}" for b in parse_betas("--loe-betas", cfg.loe_betas))
 
 
 def model_configs(cfg) -> tuple[dict, dict]:
@@ -104,8 +107,9 @@ def setup(cfg, gcfg: dict, dcfg: dict, dev, options: dict, training: dict):
     D = precision.convolutions(loegan.MultiScalePatchDiscriminator(dcfg).to(dev).train())
     G_ema = loegan.LoeGanGenerator(gcfg).to(dev).eval().requires_grad_(False)
     G_ema.load_state_dict(G.state_dict())
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=BETAS)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=BETAS)
+    betas = parse_betas("--loe-betas", cfg.loe_betas)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas)
     dataset = open_dataset(cfg.data, cfg.resolution, cfg.channels)
     objective = HingeGanObjective(G=G, D=D, G_ema=G_ema, opt_g=opt_g, opt_d=opt_d, r1_gamma=0.0, r1_every=1,
                                   **objective_options(cfg, gcfg, dcfg, dev, options, training, precision))
