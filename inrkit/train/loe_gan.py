@@ -4,7 +4,7 @@ Hinge losses (Eqs. 9-10: inrkit.models.loegan.hinge_d_loss / hinge_g_loss, each 
 two discriminator scales added), no R1 (the discriminator's weights are spectrally normalised instead), one
 generator step then one discriminator step per iteration, and an exponential moving average of G kept as the
 INR-GAN trainer keeps it (inrkit.train.gan.update_ema: the artifact holds the EMA weights). The optimizers (Adam,
-betas (0.9, 0.999), lr 1e-4 for G and D) are made by the stage. Latents of step k come from
+betas (0.9, 0.999) unless --loe-betas, lr 1e-4 for G and D) are made by the stage. Latents of step k come from
 inrkit.train.gan.latents(seed, step, phase, ...), so a resumed run repeats an uninterrupted one exactly (on CPU);
 the spectral norms' power-iteration vectors are buffers of D and travel in the training state.
 
